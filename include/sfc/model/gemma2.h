@@ -1,0 +1,101 @@
+// Gemma-2 in LibTorch, bound to Hugging Face checkpoint names, with SAE sites written into the
+// forward (DESIGN.md §2 "Model"). Knows nothing of SAEs or attribution. Weights never require grad.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "sfc/model/config.h"
+#include "sfc/model/sites.h"
+
+namespace sfc::model {
+
+// Gemma-2 RMSNorm: computed in fp32, scaled by (1 + weight), cast back to the input dtype.
+struct RmsNormImpl : torch::nn::Module {
+  RmsNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x) const;  // (..., D) -> (..., D)
+  torch::Tensor weight;  // (D)
+  double eps;
+};
+TORCH_MODULE(RmsNorm);
+
+struct AttentionImpl : torch::nn::Module {
+  AttentionImpl(const Gemma2Config& config, int64_t layer);
+  // h: (B, T, D); cos, sin: (T, Dh). The site `attn` (input of o_proj) is called inside.
+  torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                        SiteCalls* sites) const;
+  torch::Tensor q_proj, k_proj, v_proj, o_proj;  // (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh)
+  Gemma2Config config;
+  int64_t layer;
+};
+TORCH_MODULE(Attention);
+
+struct MlpImpl : torch::nn::Module {
+  explicit MlpImpl(const Gemma2Config& config);
+  torch::Tensor forward(const torch::Tensor& h) const;  // (B, T, D) -> (B, T, D)
+  torch::Tensor gate_proj, up_proj, down_proj;  // (M, D), (M, D), (D, M)
+};
+TORCH_MODULE(Mlp);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  DecoderLayerImpl(const Gemma2Config& config, int64_t layer);
+  // h: (B, T, D) input of the layer -> output of the layer (the `resid` site).
+  torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
+                        SiteCalls* sites) const;
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RmsNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+  int64_t layer;
+};
+TORCH_MODULE(DecoderLayer);
+
+struct ModelOptions {
+  torch::Dtype dtype = torch::kFloat32;  // compute dtype (fp32 or bf16); norms run in fp32 anyway
+  torch::Device device = torch::kCPU;
+};
+
+class Gemma2Impl : public torch::nn::Module {
+ public:
+  explicit Gemma2Impl(const Gemma2Config& config);
+
+  const Gemma2Config& config() const { return config_; }
+  torch::Dtype dtype() const { return embed_tokens_.scalar_type(); }
+  torch::Device device() const { return embed_tokens_.device(); }
+
+  // tokens (B, T) int64 -> input of layer 0 (B, T, D): embedding · sqrt(D) rounded to the dtype.
+  torch::Tensor embed(const torch::Tensor& tokens) const;
+  // Runs layers [first, end) on h = the input of layer `first` (B, T, D) — a cached residual stream
+  // lets a forward start anywhere — and returns the output of layer end−1 (B, T, D).
+  torch::Tensor run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites) const;
+  // embed + all layers: output of the last layer (B, T, D), before the final norm.
+  torch::Tensor forward(const torch::Tensor& tokens, SiteCalls* sites = nullptr) const;
+  // Full logits (B, T, V) from the last layer's output: final norm, tied unembedding, soft-cap.
+  torch::Tensor logits(const torch::Tensor& h) const;
+  // Only the logits the metric needs: h (B, T, D), pos (B) int64 answer positions, ids (B, A) int64
+  // vocabulary columns -> (B, A) soft-capped logits. Never touches the other V − A columns.
+  torch::Tensor answer_logits(const torch::Tensor& h, const torch::Tensor& pos,
+                              const torch::Tensor& ids) const;
+
+  // Rotary tables for positions 0..T−1: (cos, sin), each (T, Dh) in the compute dtype.
+  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t n_tokens) const;
+
+ private:
+  friend struct Gemma2Loader;
+  Gemma2Config config_;
+  torch::Tensor embed_tokens_;  // (V, D), also the unembedding (tied)
+  torch::Tensor rope_inv_freq_; // (Dh/2) fp32
+  std::vector<DecoderLayer> layers_;
+  RmsNorm norm_{nullptr};
+};
+TORCH_MODULE(Gemma2);
+
+// Reads config.json and the safetensors checkpoint of `dir`, binds every tensor by its Hugging Face
+// name, and reports all missing and unexpected keys in one LoadError. A checkpoint without
+// lm_head.weight uses the tied embedding; one with an lm_head that differs from it is refused.
+Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options = {});
+
+}  // namespace sfc::model
