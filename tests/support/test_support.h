@@ -1,9 +1,7 @@
-// Shared helpers for the test suites: fixture paths, array comparison with a relative tolerance,
-// temporary folders, running the sfc binary.
+// Shared helpers for the test suites (no torch): fixture paths and temporary folders.
 #pragma once
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -14,23 +12,6 @@ namespace sfc::test {
 
 inline std::filesystem::path fixtures_dir() { return SFC_FIXTURES_DIR; }
 inline std::filesystem::path tiny_dir() { return fixtures_dir() / "gemma2-tiny"; }
-
-// max|actual − expected| ≤ rel_tol · max|expected| (the fixture README's tolerance), with a message
-// naming the array and the worst element.
-inline ::testing::AssertionResult close_rel_max(const torch::Tensor& actual, const torch::Tensor& expected,
-                                                double rel_tol, const std::string& what) {
-  if (actual.sizes() != expected.sizes())
-    return ::testing::AssertionFailure()
-           << what << ": shape " << actual.sizes() << " != expected " << expected.sizes();
-  auto a = actual.detach().to(torch::kCPU, torch::kFloat64);
-  auto e = expected.detach().to(torch::kCPU, torch::kFloat64);
-  const double scale = e.abs().max().item<double>();
-  const double err = (a - e).abs().max().item<double>();
-  if (!(err <= rel_tol * scale))  // also catches NaN
-    return ::testing::AssertionFailure() << what << ": max |diff| " << err << " > " << rel_tol
-                                         << " x max |expected| " << scale;
-  return ::testing::AssertionSuccess();
-}
 
 // A fresh empty folder under the system temp dir, removed by the destructor.
 class TempDir {
