@@ -3,6 +3,9 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
 #include <filesystem>
@@ -27,7 +30,8 @@ struct AttentionImpl : torch::nn::Module {
   // h: (B, T, D); cos, sin: (T, Dh). The site `attn` (input of o_proj) is called inside.
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                         SiteCalls* sites) const;
-  torch::Tensor q_proj, k_proj, v_proj, o_proj;  // (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh)
+  // weights (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh); no biases
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   Gemma2Config config;
   int64_t layer;
 };
@@ -36,7 +40,8 @@ TORCH_MODULE(Attention);
 struct MlpImpl : torch::nn::Module {
   explicit MlpImpl(const Gemma2Config& config);
   torch::Tensor forward(const torch::Tensor& h) const;  // (B, T, D) -> (B, T, D)
-  torch::Tensor gate_proj, up_proj, down_proj;  // (M, D), (M, D), (D, M)
+  // weights (M, D), (M, D), (D, M); no biases
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -63,8 +68,8 @@ class Gemma2Impl : public torch::nn::Module {
   explicit Gemma2Impl(const Gemma2Config& config);
 
   const Gemma2Config& config() const { return config_; }
-  torch::Dtype dtype() const { return embed_tokens_.scalar_type(); }
-  torch::Device device() const { return embed_tokens_.device(); }
+  torch::Dtype dtype() const { return embed_tokens_->weight.scalar_type(); }
+  torch::Device device() const { return embed_tokens_->weight.device(); }
 
   // tokens (B, T) int64 -> input of layer 0 (B, T, D): embedding · sqrt(D) rounded to the dtype.
   torch::Tensor embed(const torch::Tensor& tokens) const;
@@ -84,12 +89,13 @@ class Gemma2Impl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> rotary(int64_t n_tokens) const;
 
  private:
-  friend struct Gemma2Loader;
+  // Registered under the checkpoint's names minus the leading "model." (embed_tokens.weight,
+  // layers.{i}.self_attn.q_proj.weight, …, norm.weight), so loading is a name lookup.
   Gemma2Config config_;
-  torch::Tensor embed_tokens_;  // (V, D), also the unembedding (tied)
-  torch::Tensor rope_inv_freq_; // (Dh/2) fp32
-  std::vector<DecoderLayer> layers_;
+  torch::nn::Embedding embed_tokens_{nullptr};  // weight (V, D), also the unembedding (tied)
+  torch::nn::ModuleList layers_{nullptr};       // L × DecoderLayer
   RmsNorm norm_{nullptr};
+  torch::Tensor rope_inv_freq_;                 // (Dh/2) fp32, a buffer, not a weight
 };
 TORCH_MODULE(Gemma2);
 

@@ -1,0 +1,243 @@
+// Gemma-2 forward, numerically following Hugging Face transformers 4.46 (eager attention), which
+// produced the reference data in ../shared/fixtures. Each Gemma-2 quirk sits on its own line.
+#include "sfc/model/gemma2.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <set>
+#include <sstream>
+
+#include "sfc/core/error.h"
+#include "sfc/core/shapes.h"
+#include "sfc/io/safetensors.h"
+
+namespace sfc::model {
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
+// c·tanh(x/c): Gemma-2's soft-cap of attention scores and final logits; c = 0 turns it off.
+torch::Tensor soft_cap(const torch::Tensor& x, double cap) {
+  if (cap <= 0) return x;
+  return torch::tanh(x / cap) * cap;
+}
+
+// (…, Dh) -> (…, Dh): [x1, x2] -> [−x2, x1]
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+// Additive attention mask (T, T) in `dtype`: 0 where query q may attend key k, the dtype's lowest
+// value elsewhere (as HF does; exp underflows to exactly 0). Causal, and with a sliding window
+// `window` > 0 also masks k ≤ q − window.
+torch::Tensor attention_mask(int64_t n_tokens, int64_t window, torch::Dtype dtype, torch::Device device) {
+  auto opts = torch::TensorOptions().device(device);
+  auto q = torch::arange(n_tokens, opts.dtype(torch::kInt64)).unsqueeze(1);
+  auto k = torch::arange(n_tokens, opts.dtype(torch::kInt64)).unsqueeze(0);
+  auto blocked = k > q;
+  if (window > 0) blocked = blocked | (k <= q - window);
+  auto lowest = torch::scalar_tensor(0, opts.dtype(dtype));
+  lowest.fill_(dtype == torch::kBFloat16 ? -3.3895313892515355e38 : (dtype == torch::kHalf ? -65504.0 : -3.4028234663852886e38));
+  return torch::where(blocked, lowest, torch::zeros({}, opts.dtype(dtype)));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::zeros({dim}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) const {
+  auto xf = x.to(torch::kFloat32);                                       // norms run in fp32
+  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (normed * (1.0 + weight.to(torch::kFloat32))).to(x.scalar_type());  // (1 + w), not w
+}
+
+// ---------------------------------------------------------------------------------------------
+AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_) : config(c), layer(layer_) {
+  q_proj = register_module("q_proj", linear(c.d_model, c.n_head * c.head_dim));
+  k_proj = register_module("k_proj", linear(c.d_model, c.n_head_kv * c.head_dim));
+  v_proj = register_module("v_proj", linear(c.d_model, c.n_head_kv * c.head_dim));
+  o_proj = register_module("o_proj", linear(c.n_head * c.head_dim, c.d_model));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& cos,
+                                     const torch::Tensor& sin, SiteCalls* sites) const {
+  const int64_t B = h.size(0), T = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
+  auto q = q_proj(h).view({B, T, H, Dh}).transpose(1, 2);  // (B, H, T, Dh)
+  auto k = k_proj(h).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
+  auto v = v_proj(h).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
+  q = q * cos + rotate_half(q) * sin;                       // RoPE, cos/sin (T, Dh) broadcast
+  k = k * cos + rotate_half(k) * sin;
+  k = k.repeat_interleave(H / K, /*dim=*/1);                // GQA: query head h reads kv head h/(H/K)
+  v = v.repeat_interleave(H / K, /*dim=*/1);                // (B, H, T, Dh)
+
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(config.query_pre_attn_scalar, -0.5);
+  scores = soft_cap(scores, config.attn_softcap);           // soft-cap before masking
+  const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
+  scores = scores + attention_mask(T, window, scores.scalar_type(), scores.device());
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // (B, H, T, T)
+
+  auto z = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * Dh});  // (B, T, H·Dh) head-major
+  if (sites) z = sites->at(Site::kAttn, layer, z);
+  return o_proj(z);  // (B, T, D)
+}
+
+// ---------------------------------------------------------------------------------------------
+MlpImpl::MlpImpl(const Gemma2Config& c) {
+  gate_proj = register_module("gate_proj", linear(c.d_model, c.d_mlp));
+  up_proj = register_module("up_proj", linear(c.d_model, c.d_mlp));
+  down_proj = register_module("down_proj", linear(c.d_mlp, c.d_model));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& h) const {
+  // GeGLU with the tanh approximation of GELU.
+  return down_proj(torch::gelu(gate_proj(h), "tanh") * up_proj(h));
+}
+
+// ---------------------------------------------------------------------------------------------
+DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_) : layer(layer_) {
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.rms_eps));
+  self_attn = register_module("self_attn", Attention(c, layer_));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.rms_eps));
+  pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps));
+  mlp = register_module("mlp", Mlp(c));
+  post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        SiteCalls* sites) const {
+  auto attn_out = self_attn(input_layernorm(h), cos, sin, sites);  // site attn inside
+  h = h + post_attention_layernorm(attn_out);                      // post-attention norm, then residual
+  auto mlp_out = post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)));
+  if (sites) mlp_out = sites->at(Site::kMlp, layer, mlp_out);
+  h = h + mlp_out;
+  if (sites) h = sites->at(Site::kResid, layer, h);
+  return h;  // (B, T, D)
+}
+
+// ---------------------------------------------------------------------------------------------
+Gemma2Impl::Gemma2Impl(const Gemma2Config& c) : config_(c) {
+  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.d_model));
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) layers_->push_back(DecoderLayer(c, i));
+  norm_ = register_module("norm", RmsNorm(c.d_model, c.rms_eps));
+  // HF's inv_freq: 1 / θ^(2i/Dh), computed in fp32.
+  auto exponents = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
+  rope_inv_freq_ = register_buffer("rope_inv_freq", 1.0 / torch::pow(c.rope_theta, exponents));
+  for (auto& p : parameters()) p.set_requires_grad(false);
+}
+
+torch::Tensor Gemma2Impl::embed(const torch::Tensor& tokens) const {
+  auto h = embed_tokens_(tokens.to(torch::kInt64));  // (B, T, D)
+  // sqrt(D) is rounded to the compute dtype before the multiply, as in HF.
+  auto normalizer = torch::scalar_tensor(std::sqrt(double(config_.d_model)), h.options());
+  return h * normalizer;
+}
+
+std::pair<torch::Tensor, torch::Tensor> Gemma2Impl::rotary(int64_t n_tokens) const {
+  auto pos = torch::arange(n_tokens, rope_inv_freq_.options());             // (T) fp32
+  auto freqs = pos.unsqueeze(1) * rope_inv_freq_.unsqueeze(0);              // (T, Dh/2) fp32
+  auto angles = torch::cat({freqs, freqs}, -1);                            // (T, Dh)
+  return {angles.cos().to(dtype()), angles.sin().to(dtype())};
+}
+
+torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites) const {
+  TORCH_CHECK(h.dim() == 3 && h.size(2) == config_.d_model, "run_layers: expected h (B, T, ",
+              config_.d_model, "), got ", h.sizes());
+  TORCH_CHECK(0 <= first && first <= end && end <= config_.n_layer, "run_layers: bad layer range [", first,
+              ", ", end, ")");
+  torch::AutoGradMode grad_mode(sites != nullptr && sites->wants_grad());
+  auto [cos, sin] = rotary(h.size(1));
+  for (int64_t i = first; i < end; ++i) h = layers_[i]->as<DecoderLayer>()->forward(h, cos, sin, sites);
+  return h;
+}
+
+torch::Tensor Gemma2Impl::forward(const torch::Tensor& tokens, SiteCalls* sites) const {
+  torch::AutoGradMode grad_mode(sites != nullptr && sites->wants_grad());
+  return run_layers(embed(tokens), 0, config_.n_layer, sites);
+}
+
+torch::Tensor Gemma2Impl::logits(const torch::Tensor& h) const {
+  auto logits = torch::matmul(norm_(h), embed_tokens_->weight.t());  // (B, T, V) tied unembedding
+  return soft_cap(logits, config_.final_softcap);
+}
+
+torch::Tensor Gemma2Impl::answer_logits(const torch::Tensor& h, const torch::Tensor& pos,
+                                        const torch::Tensor& ids) const {
+  const int64_t B = h.size(0), D = h.size(2);
+  TORCH_CHECK(pos.dim() == 1 && pos.size(0) == B, "answer_logits: pos must be (B)");
+  TORCH_CHECK(ids.dim() == 2 && ids.size(0) == B, "answer_logits: ids must be (B, A)");
+  auto index = pos.to(h.device(), torch::kInt64).view({B, 1, 1}).expand({B, 1, D});
+  auto last = norm_(h.gather(1, index));                                          // (B, 1, D)
+  auto columns = embed_tokens_->weight.index_select(0, ids.to(h.device(), torch::kInt64).reshape(-1))
+                     .view({B, ids.size(1), D});                                  // (B, A, D)
+  auto logits = torch::matmul(last, columns.transpose(1, 2)).squeeze(1);          // (B, A)
+  return soft_cap(logits, config_.final_softcap);
+}
+
+// ---------------------------------------------------------------------------------------------
+Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options) {
+  if (!std::filesystem::is_directory(dir))
+    throw LoadError(dir, "model folder does not exist (expected config.json and model.safetensors)");
+  const auto config = Gemma2Config::from_json_file(dir / "config.json");
+  if (options.dtype != torch::kFloat32 && options.dtype != torch::kBFloat16 && options.dtype != torch::kHalf)
+    throw Error("model dtype must be fp32, bf16 or fp16");
+  Gemma2 model(config);
+  io::Checkpoint checkpoint(dir);
+
+  std::vector<std::string> missing, wrong_shape;
+  std::set<std::string> used;
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_parameters(/*recurse=*/true)) {
+    const std::string name = "model." + item.key();
+    if (!checkpoint.contains(name)) {
+      missing.push_back(name);
+      continue;
+    }
+    used.insert(name);
+    const auto shape = checkpoint.shape(name);
+    if (c10::IntArrayRef(shape) != item.value().sizes()) {
+      wrong_shape.push_back(name + " " + shape_str(shape) + " (expected " + shape_str(item.value().sizes().vec()) + ")");
+      continue;
+    }
+    item.value().set_data(checkpoint.load(name, options.dtype));
+  }
+  // Gemma-2 ties the unembedding to the embedding. A checkpoint may still carry lm_head.weight;
+  // accept it only if it really is the same matrix.
+  if (checkpoint.contains("lm_head.weight") && !checkpoint.contains("model.lm_head.weight")) {
+    used.insert("lm_head.weight");
+    auto lm_head = checkpoint.load("lm_head.weight", options.dtype);
+    if (!lm_head.equal(model->named_parameters()["embed_tokens.weight"]))
+      throw LoadError(checkpoint.file_of("lm_head.weight"),
+                      "lm_head.weight differs from model.embed_tokens.weight; Gemma-2 ties them");
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& name : checkpoint.names())
+    if (!used.count(name)) unexpected.push_back(name);
+
+  if (!missing.empty() || !wrong_shape.empty() || !unexpected.empty()) {
+    auto list = [](const std::vector<std::string>& names) {
+      std::ostringstream out;
+      for (size_t i = 0; i < names.size() && i < 5; ++i) out << (i ? ", " : "") << names[i];
+      if (names.size() > 5) out << ", … (" << names.size() - 5 << " more)";
+      return out.str();
+    };
+    std::ostringstream msg;
+    msg << "checkpoint does not match the Gemma-2 config:";
+    if (!missing.empty()) msg << " " << missing.size() << " missing [" << list(missing) << "];";
+    if (!wrong_shape.empty()) msg << " " << wrong_shape.size() << " wrong shape [" << list(wrong_shape) << "];";
+    if (!unexpected.empty()) msg << " " << unexpected.size() << " unexpected [" << list(unexpected) << "]";
+    throw LoadError(dir, msg.str());
+  }
+  model->to(options.device);
+  model->eval();
+  return model;
+}
+
+}  // namespace sfc::model
