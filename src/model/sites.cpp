@@ -20,9 +20,15 @@ const SiteCalls::Slot& SiteCalls::slot(Site site, int64_t layer) const {
   return const_cast<SiteCalls*>(this)->slot(site, layer);
 }
 
-void SiteCalls::record(Site site, int64_t layer, bool grad) {
+SiteCalls::Slot& SiteCalls::activate(Site site, int64_t layer) {
   Slot& s = slot(site, layer);
-  if (!s.record && !s.add.defined() && !s.replace.defined()) ++n_active_;
+  if (!s.active) ++n_active_;
+  s.active = true;
+  return s;
+}
+
+void SiteCalls::record(Site site, int64_t layer, bool grad) {
+  Slot& s = activate(site, layer);
   if (grad && !s.grad) ++n_grad_;
   s.record = true;
   s.grad = s.grad || grad;
@@ -34,16 +40,18 @@ void SiteCalls::record_all(bool grad) {
 }
 
 void SiteCalls::add(Site site, int64_t layer, torch::Tensor delta) {
-  Slot& s = slot(site, layer);
-  if (!s.record && !s.add.defined() && !s.replace.defined()) ++n_active_;
+  Slot& s = activate(site, layer);
   s.add = s.add.defined() ? s.add + delta : std::move(delta);
 }
 
 void SiteCalls::replace(Site site, int64_t layer, torch::Tensor value, torch::Tensor mask) {
-  Slot& s = slot(site, layer);
-  if (!s.record && !s.add.defined() && !s.replace.defined()) ++n_active_;
+  Slot& s = activate(site, layer);
   s.replace = std::move(value);
   s.replace_mask = std::move(mask);
+}
+
+void SiteCalls::transform(Site site, int64_t layer, std::function<torch::Tensor(const torch::Tensor&)> fn) {
+  activate(site, layer).transform = std::move(fn);
 }
 
 void SiteCalls::clear() {
@@ -55,6 +63,8 @@ void SiteCalls::clear() {
 torch::Tensor SiteCalls::at(Site site, int64_t layer, torch::Tensor x) {
   if (n_active_ == 0) return x;
   Slot& s = slot(site, layer);
+  if (!s.active) return x;
+  if (s.transform) x = s.transform(x);
   if (s.replace.defined()) {
     // mask (B, T) -> (B, T, 1) broadcasts over the width.
     x = torch::where(s.replace_mask.unsqueeze(-1), s.replace.to(x.dtype()), x);

@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "sfc/core/site.h"
@@ -25,6 +26,8 @@ class SiteCalls {
   void add(Site site, int64_t layer, torch::Tensor delta);
   // Replace the activation by `value` (B, T, W) where `mask` (B, T) is true.
   void replace(Site site, int64_t layer, torch::Tensor value, torch::Tensor mask);
+  // Apply `fn` (B, T, W) -> (B, T, W) to the activation, e.g. splice an SAE in. Runs before add/replace.
+  void transform(Site site, int64_t layer, std::function<torch::Tensor(const torch::Tensor&)> fn);
   void clear();
 
   // --- the call written into the forward ------------------------------------------------------
@@ -44,8 +47,10 @@ class SiteCalls {
 
  private:
   struct Slot {
+    bool active = false;
     bool record = false;
     bool grad = false;
+    std::function<torch::Tensor(const torch::Tensor&)> transform;
     torch::Tensor add;           // (B, T, W) or undefined
     torch::Tensor replace;       // (B, T, W) or undefined
     torch::Tensor replace_mask;  // (B, T) bool
@@ -53,6 +58,7 @@ class SiteCalls {
     torch::Tensor grad_value;    // (B, T, W) after backward()
   };
   Slot& slot(Site site, int64_t layer);
+  Slot& activate(Site site, int64_t layer);  // slot(), counting it as active
   const Slot& slot(Site site, int64_t layer) const;
 
   int64_t n_layer_;
