@@ -69,9 +69,9 @@ AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_) : config(c),
 torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& cos,
                                      const torch::Tensor& sin, SiteCalls* sites) const {
   const int64_t B = h.size(0), T = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
-  auto q = q_proj(h).view({B, T, H, Dh}).transpose(1, 2);  // (B, H, T, Dh)
-  auto k = k_proj(h).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
-  auto v = v_proj(h).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
+  auto q = torch::linear(h, q_proj->weight).view({B, T, H, Dh}).transpose(1, 2);  // (B, H, T, Dh)
+  auto k = torch::linear(h, k_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
+  auto v = torch::linear(h, v_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
   q = q * cos + rotate_half(q) * sin;                       // RoPE, cos/sin (T, Dh) broadcast
   k = k * cos + rotate_half(k) * sin;
   k = k.repeat_interleave(H / K, /*dim=*/1);                // GQA: query head h reads kv head h/(H/K)
@@ -85,7 +85,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor
 
   auto z = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * Dh});  // (B, T, H·Dh) head-major
   if (sites) z = sites->at(Site::kAttn, layer, z);
-  return o_proj(z);  // (B, T, D)
+  return torch::linear(z, o_proj->weight);  // (B, T, D)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +97,8 @@ MlpImpl::MlpImpl(const Gemma2Config& c) {
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& h) const {
   // GeGLU with the tanh approximation of GELU.
-  return down_proj(torch::gelu(gate_proj(h), "tanh") * up_proj(h));
+  auto gate = torch::gelu(torch::linear(h, gate_proj->weight), "tanh");  // (B, T, M)
+  return torch::linear(gate * torch::linear(h, up_proj->weight), down_proj->weight);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,9 +113,9 @@ DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_) : laye
 
 torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
                                         SiteCalls* sites) const {
-  auto attn_out = self_attn(input_layernorm(h), cos, sin, sites);  // site attn inside
-  h = h + post_attention_layernorm(attn_out);                      // post-attention norm, then residual
-  auto mlp_out = post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)));
+  auto attn_out = self_attn->forward(input_layernorm->forward(h), cos, sin, sites);  // site attn inside
+  h = h + post_attention_layernorm->forward(attn_out);                      // post-attention norm, then residual
+  auto mlp_out = post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
   if (sites) mlp_out = sites->at(Site::kMlp, layer, mlp_out);
   h = h + mlp_out;
   if (sites) h = sites->at(Site::kResid, layer, h);
@@ -124,8 +125,13 @@ torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& co
 // ---------------------------------------------------------------------------------------------
 Gemma2Impl::Gemma2Impl(const Gemma2Config& c) : config_(c) {
   embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.d_model));
-  layers_ = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.n_layer; ++i) layers_->push_back(DecoderLayer(c, i));
+  // Registered as "layers.<i>" through a ModuleList so names match the checkpoint; kept in a typed
+  // vector too so the const forward can call them.
+  auto list = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    layers_.push_back(DecoderLayer(c, i));
+    list->push_back(layers_.back());
+  }
   norm_ = register_module("norm", RmsNorm(c.d_model, c.rms_eps));
   // HF's inv_freq: 1 / θ^(2i/Dh), computed in fp32.
   auto exponents = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
@@ -134,7 +140,7 @@ Gemma2Impl::Gemma2Impl(const Gemma2Config& c) : config_(c) {
 }
 
 torch::Tensor Gemma2Impl::embed(const torch::Tensor& tokens) const {
-  auto h = embed_tokens_(tokens.to(torch::kInt64));  // (B, T, D)
+  auto h = torch::embedding(embed_tokens_->weight, tokens.to(torch::kInt64));  // (B, T, D)
   // sqrt(D) is rounded to the compute dtype before the multiply, as in HF.
   auto normalizer = torch::scalar_tensor(std::sqrt(double(config_.d_model)), h.options());
   return h * normalizer;
@@ -154,7 +160,7 @@ torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end
               ", ", end, ")");
   torch::AutoGradMode grad_mode(sites != nullptr && sites->wants_grad());
   auto [cos, sin] = rotary(h.size(1));
-  for (int64_t i = first; i < end; ++i) h = layers_[i]->as<DecoderLayer>()->forward(h, cos, sin, sites);
+  for (int64_t i = first; i < end; ++i) h = layers_.at(i)->forward(h, cos, sin, sites);
   return h;
 }
 
@@ -164,7 +170,7 @@ torch::Tensor Gemma2Impl::forward(const torch::Tensor& tokens, SiteCalls* sites)
 }
 
 torch::Tensor Gemma2Impl::logits(const torch::Tensor& h) const {
-  auto logits = torch::matmul(norm_(h), embed_tokens_->weight.t());  // (B, T, V) tied unembedding
+  auto logits = torch::matmul(norm_->forward(h), embed_tokens_->weight.t());  // (B, T, V) tied unembedding
   return soft_cap(logits, config_.final_softcap);
 }
 
@@ -174,7 +180,7 @@ torch::Tensor Gemma2Impl::answer_logits(const torch::Tensor& h, const torch::Ten
   TORCH_CHECK(pos.dim() == 1 && pos.size(0) == B, "answer_logits: pos must be (B)");
   TORCH_CHECK(ids.dim() == 2 && ids.size(0) == B, "answer_logits: ids must be (B, A)");
   auto index = pos.to(h.device(), torch::kInt64).view({B, 1, 1}).expand({B, 1, D});
-  auto last = norm_(h.gather(1, index));                                          // (B, 1, D)
+  auto last = norm_->forward(h.gather(1, index));                                          // (B, 1, D)
   auto columns = embed_tokens_->weight.index_select(0, ids.to(h.device(), torch::kInt64).reshape(-1))
                      .view({B, ids.size(1), D});                                  // (B, A, D)
   auto logits = torch::matmul(last, columns.transpose(1, 2)).squeeze(1);          // (B, A)

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
@@ -93,7 +92,7 @@ class Gemma2Impl : public torch::nn::Module {
   // layers.{i}.self_attn.q_proj.weight, …, norm.weight), so loading is a name lookup.
   Gemma2Config config_;
   torch::nn::Embedding embed_tokens_{nullptr};  // weight (V, D), also the unembedding (tied)
-  torch::nn::ModuleList layers_{nullptr};       // L × DecoderLayer
+  std::vector<DecoderLayer> layers_;            // L, each registered as "layers.<i>"
   RmsNorm norm_{nullptr};
   torch::Tensor rope_inv_freq_;                 // (Dh/2) fp32, a buffer, not a weight
 };
