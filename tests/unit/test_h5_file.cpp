@@ -27,7 +27,7 @@ TEST(H5File, HyperslabBatchesRoundTrip) {
   const int64_t N = 5, L = 2, D = 3;
   {
     File f = File::create(dir / "out.h5");
-    Dataset ds = f.create_dataset("/sites/resid", {Dtype::kFloat32, {N, L, D}, {}, NAN});
+    Dataset ds = f.create_dataset("/sites/resid", {Dtype::kFloat32, {N, L, D}, NAN});
     // Batch 1: rows 0..1; batch 2: rows 2..3; row 4 never written.
     std::vector<float> b1(2 * L * D), b2(2 * L * D);
     std::iota(b1.begin(), b1.end(), 0.f);
@@ -53,18 +53,18 @@ TEST(H5File, HyperslabBatchesRoundTrip) {
 
   // A hyperslab in the middle, converted to double on read.
   const auto part = ds.read<double>({1, 1, 0}, {2, 1, D});  // (2, 1, D)
-  EXPECT_EQ(part, (std::vector<double>{9, 10, 11, 109, 110, 111}));
+  EXPECT_EQ(part, (std::vector<double>{9, 10, 11, 103, 104, 105}));
 }
 
 TEST(H5File, IntegerFillAndTypes) {
   TempDir dir;
   {
     File f = File::create(dir / "i.h5");
-    Dataset tokens = f.create_dataset("tokens", {Dtype::kInt32, {3, 4}, {}, -1});
+    Dataset tokens = f.create_dataset("tokens", {Dtype::kInt32, {3, 4}, -1});
     const std::vector<int64_t> row = {2, 17, 5};  // written from int64, stored as int32
     tokens.write<int64_t>({1, 0}, {1, 3}, row.data());
     f.create_dataset("big", {Dtype::kInt64, {2}}).write_all(std::vector<int64_t>{int64_t(1) << 40, -7});
-    f.create_dataset("d", {Dtype::kFloat64, {1}, {}, NAN}).write_all(std::vector<double>{0.1});
+    f.create_dataset("d", {Dtype::kFloat64, {1}, NAN}).write_all(std::vector<double>{0.1});
   }
   File f = File::open_read_only(dir / "i.h5");
   EXPECT_EQ(f.open_dataset("tokens").read_all<int32_t>(),
@@ -77,7 +77,7 @@ TEST(H5File, IntegerFillAndTypes) {
 TEST(H5File, ResizeRowsAppends) {
   TempDir dir;
   File f = File::create(dir / "r.h5");
-  Dataset ds = f.create_dataset("rows", {Dtype::kFloat32, {0, 2}, {}, NAN});
+  Dataset ds = f.create_dataset("rows", {Dtype::kFloat32, {0, 2}, NAN});
   const std::vector<float> batch = {1, 2, 3, 4};
   ds.resize_rows(2);
   ds.write<float>({0, 0}, {2, 2}, batch.data());

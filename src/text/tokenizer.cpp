@@ -1,0 +1,109 @@
+// sentencepiece behind the Tokenizer pimpl. The only file that includes sentencepiece headers.
+#include "sfc/text/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <fstream>
+#include <string>
+#include <unordered_map>
+
+#include "sfc/core/error.h"
+
+namespace sfc::text {
+
+struct Tokenizer::Impl {
+  sentencepiece::SentencePieceProcessor processor;
+};
+
+Tokenizer::Tokenizer(const std::filesystem::path& model_file)
+    : impl_(std::make_unique<Impl>()), file_(model_file) {
+  // sentencepiece's own message for a missing file is "No such file or directory" without a hint.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(model_file, ec))
+    throw LoadError(model_file, "tokenizer model not found (pass --tokenizer <tokenizer.model>)");
+  const auto status = impl_->processor.Load(model_file.string());
+  if (!status.ok())
+    throw LoadError(model_file, "not a sentencepiece model: " + status.ToString());
+  if (impl_->processor.bos_id() < 0)
+    throw LoadError(model_file, "tokenizer has no BOS piece (Gemma prepends BOS to every prompt)");
+}
+
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+
+std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos) const {
+  std::vector<int> pieces;
+  const auto status = impl_->processor.Encode(text, &pieces);
+  if (!status.ok()) throw Error("cannot tokenize \"" + text + "\": " + status.ToString());
+  std::vector<int64_t> ids;  // (T)
+  ids.reserve(pieces.size() + 1);
+  if (add_bos) ids.push_back(impl_->processor.bos_id());
+  ids.insert(ids.end(), pieces.begin(), pieces.end());
+  return ids;
+}
+
+int64_t Tokenizer::encode_one_token(const std::string& answer) const {
+  const auto ids = encode(answer, /*add_bos=*/false);
+  if (ids.size() != 1)
+    throw Error("answer \"" + answer + "\" is " + std::to_string(ids.size()) +
+                " tokens with " + file_.string() + ", but answers must be exactly one token");
+  return ids[0];
+}
+
+std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
+  std::vector<int> pieces;
+  pieces.reserve(ids.size());
+  for (int64_t id : ids) {
+    if (id < 0 || id >= vocab_size())
+      throw Error("cannot decode token id " + std::to_string(id) + ": outside the vocabulary [0, " +
+                  std::to_string(vocab_size()) + ") of " + file_.string());
+    pieces.push_back(static_cast<int>(id));
+  }
+  std::string text;
+  const auto status = impl_->processor.Decode(pieces, &text);
+  if (!status.ok()) throw Error("cannot decode token ids: " + status.ToString());
+  return text;
+}
+
+int64_t Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
+int64_t Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
+int64_t Tokenizer::pad_id() const { return impl_->processor.pad_id(); }
+
+void train_sentencepiece(const std::filesystem::path& corpus, const std::filesystem::path& model_prefix,
+                         int vocab_size, const TrainOptions& options) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(corpus, ec))
+    throw LoadError(corpus, "training corpus not found");
+  // A map rather than a "--k=v ..." string: paths with spaces survive.
+  const std::unordered_map<std::string, std::string> args = {
+      {"input", corpus.string()},
+      {"model_prefix", model_prefix.string()},
+      {"vocab_size", std::to_string(vocab_size)},
+      {"model_type", options.model_type},
+      {"character_coverage", std::to_string(options.character_coverage)},
+      {"hard_vocab_limit", options.hard_vocab_limit ? "true" : "false"},
+      // Gemma's special ids.
+      {"pad_id", "0"},
+      {"eos_id", "1"},
+      {"bos_id", "2"},
+      {"unk_id", "3"},
+      // Like Gemma's tokenizer: text kept as is (no NFKC, no whitespace clean-up, no dummy
+      // prefix), so " goes" is one piece and decode(encode(text)) == text.
+      {"normalization_rule_name", "identity"},
+      {"add_dummy_prefix", "false"},
+      {"remove_extra_whitespaces", "false"},
+      // Deterministic: one thread, the corpus in file order, no sampling of sentences.
+      {"num_threads", "1"},
+      {"shuffle_input_sentence", "false"},
+      {"input_sentence_size", "0"},
+      {"minloglevel", "1"},
+  };
+  sentencepiece::SetRandomGeneratorSeed(1234);
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  if (!status.ok())
+    throw Error("training a sentencepiece model on " + corpus.string() + " failed: " + status.ToString());
+}
+
+}  // namespace sfc::text
