@@ -29,8 +29,9 @@ class NpzFile {
   std::vector<std::string> names() const;  // member names without the ".npy" suffix, sorted
   bool contains(const std::string& name) const { return members_.count(name) != 0; }
   const NpyInfo& info(const std::string& name) const;  // throws LoadError if absent
-  // Reads one array in its own dtype (f2/f4/f8, i1..i8, u1, b1; little-endian, C order) as a
-  // CPU tensor. A short or corrupt member is a LoadError naming the member.
+  // Reads one array in its own dtype (f2/f4/f8, i1..i8, u1, b1; little-endian) as a contiguous
+  // CPU tensor; Fortran-order arrays (Gemma Scope's W_enc/W_dec) are returned in C order.
+  // Big-endian or other dtypes fail at open; a short or corrupt member is a LoadError naming it.
   torch::Tensor load(const std::string& name) const;
 
  private:
