@@ -53,9 +53,11 @@ RmsNormImpl::RmsNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) const {
-  auto xf = x.to(torch::kFloat32);                                       // norms run in fp32
+  // Norms run in fp32 (or fp64 for a float64 model, as in finite-difference tests).
+  const auto compute = torch::promote_types(x.scalar_type(), torch::kFloat32);
+  auto xf = x.to(compute);
   auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return (normed * (1.0 + weight.to(torch::kFloat32))).to(x.scalar_type());  // (1 + w), not w
+  return (normed * (1.0 + weight.to(compute))).to(x.scalar_type());  // (1 + w), not w
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -81,7 +83,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor
   scores = soft_cap(scores, config.attn_softcap);           // soft-cap before masking
   const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
   scores = scores + attention_mask(T, window, scores.scalar_type(), scores.device());
-  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());  // (B, H, T, T)
+  // Softmax in fp32 (fp64 for a float64 model), back to the compute dtype.
+  auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
+                   .to(q.scalar_type());  // (B, H, T, T)
 
   auto z = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * Dh});  // (B, T, H·Dh) head-major
   if (sites) z = sites->at(Site::kAttn, layer, z);
