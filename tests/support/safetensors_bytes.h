@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,5 +52,12 @@ class SafetensorsBytes {
   nlohmann::json header_ = nlohmann::json::object();
   std::string data_;
 };
+
+// Writes every tensor of `tensors` as F32: a small well-formed checkpoint.
+inline void write_safetensors(const std::filesystem::path& file, const std::map<std::string, torch::Tensor>& tensors) {
+  SafetensorsBytes bytes;
+  for (const auto& [name, tensor] : tensors) bytes.add(name, tensor);
+  bytes.write(file);
+}
 
 }  // namespace sfc::test

@@ -6,7 +6,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/model/gemma2.h"
-#include "support/safetensors_writer.h"
+#include "support/safetensors_bytes.h"
 #include "support/test_support.h"
 
 namespace sfc::model {
