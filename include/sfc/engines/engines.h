@@ -1,0 +1,46 @@
+// The three estimators of an error node's importance, each filling its part of a BatchResult:
+//   run_atp    clean forward+backward and patch forward, then SAE arithmetic per owned site
+//   run_ig     SFC-style integrated gradients, one site at a time, steps stacked in the batch
+//   run_patch  exact activation patching of error nodes (fast path), per position and global
+// and the slow, obviously-correct patching path that tests compare the fast one against.
+#pragma once
+
+#include "sfc/data/pairs.h"
+#include "sfc/engines/engine_types.h"
+#include "sfc/model/gemma2.h"
+
+namespace sfc::engines {
+
+// Clean/patch activations and clean gradients at every owned site, shared by the engines.
+struct BatchCache {
+  torch::Tensor ld_clean, ld_patch;  // (B)
+  // [layer * kNumSites + site] → (B, T, W); undefined where the site is not owned
+  std::vector<torch::Tensor> clean, patch, grad;
+  // Input of each layer on the clean run, (B, T, D): resid_in[L] = output of layer L−1 (embedding
+  // for L = 0). Lets IG and patching resume at layer L.
+  std::vector<torch::Tensor> resid_in;
+  const torch::Tensor& at(const std::vector<torch::Tensor>& v, Site site, int64_t layer) const {
+    return v[layer * kNumSites + static_cast<int>(site)];
+  }
+};
+
+// Runs the clean forward+backward and patch forward once for the batch.
+BatchCache run_clean_and_patch(const model::Gemma2Impl& model, const data::PairBatch& batch,
+                               const SaeSet& saes, const EngineOptions& options);
+
+void run_atp(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+             const EngineOptions& options, const BatchCache& cache, BatchResult& result);
+void run_ig(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+            const EngineOptions& options, const BatchCache& cache, BatchResult& result);
+void run_patch(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+               const EngineOptions& options, const BatchCache& cache, BatchResult& result);
+
+// Slow reference: one full forward from the tokens per patched node, as the notebooks did.
+void run_patch_slow(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+                    const EngineOptions& options, const BatchCache& cache, BatchResult& result);
+
+// Exact patching of the whole site activation (x ← x' at all positions), plain model: (B, L).
+torch::Tensor patch_full_site(const model::Gemma2Impl& model, const data::PairBatch& batch, Site site,
+                              const BatchCache& cache, const std::vector<int64_t>& layers);
+
+}  // namespace sfc::engines
