@@ -162,7 +162,9 @@ torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end
               config_.d_model, "), got ", h.sizes());
   TORCH_CHECK(0 <= first && first <= end && end <= config_.n_layer, "run_layers: bad layer range [", first,
               ", ", end, ")");
-  torch::AutoGradMode grad_mode(sites != nullptr && sites->wants_grad());
+  // Build a graph only when someone wants a gradient: a site asked for one, or the caller passed
+  // an input that requires grad (e.g. an interpolated activation in integrated gradients).
+  torch::AutoGradMode grad_mode(h.requires_grad() || (sites != nullptr && sites->wants_grad()));
   auto [cos, sin] = rotary(h.size(1));
   for (int64_t i = first; i < end; ++i) h = layers_.at(i)->forward(h, cos, sin, sites);
   return h;

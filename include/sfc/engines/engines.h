@@ -16,8 +16,9 @@ struct BatchCache {
   torch::Tensor ld_clean, ld_patch;  // (B)
   // [layer * kNumSites + site] → (B, T, W); undefined where the site is not owned
   std::vector<torch::Tensor> clean, patch, grad;
-  // Input of each layer on the clean run, (B, T, D): resid_in[L] = output of layer L−1 (embedding
-  // for L = 0). Lets IG and patching resume at layer L.
+  // Residual stream of the clean run between layers, L + 1 entries of (B, T, D): resid_in[l] is the
+  // input of layer l (the embedding for l = 0, the output of layer l − 1 otherwise), resid_in[L]
+  // the last layer's output. Lets IG and patching resume at any layer.
   std::vector<torch::Tensor> resid_in;
   const torch::Tensor& at(const std::vector<torch::Tensor>& v, Site site, int64_t layer) const {
     return v[layer * kNumSites + static_cast<int>(site)];

@@ -73,7 +73,8 @@ class Gemma2Impl : public torch::nn::Module {
   // tokens (B, T) int64 -> input of layer 0 (B, T, D): embedding · sqrt(D) rounded to the dtype.
   torch::Tensor embed(const torch::Tensor& tokens) const;
   // Runs layers [first, end) on h = the input of layer `first` (B, T, D) — a cached residual stream
-  // lets a forward start anywhere — and returns the output of layer end−1 (B, T, D).
+  // lets a forward start anywhere — and returns the output of layer end−1 (B, T, D). Autograd records
+  // only if `h` requires grad or a site asks for a gradient.
   torch::Tensor run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites) const;
   // embed + all layers: output of the last layer (B, T, D), before the final norm.
   torch::Tensor forward(const torch::Tensor& tokens, SiteCalls* sites = nullptr) const;
