@@ -40,6 +40,23 @@ torch::Tensor sum_gradients(const model::Gemma2Impl& model, const data::PairBatc
   return grad.view({S, B, grad.size(1), grad.size(2)}).sum(0);
 }
 
+// Writes error and latent IG of (site, layer) from the gradient averaged over the alphas (B, T, W).
+void put_ig(const data::PairBatch& batch, const SaeSet& saes, const EngineOptions& options, const BatchCache& cache,
+            Site site, int64_t l, int64_t n_layer, const torch::Tensor& grad_mean, BatchResult& result) {
+  torch::NoGradGuard no_grad;
+  const auto& sae = saes.at(site, l);
+  const auto dtype = sae.W_enc.scalar_type();
+  auto g_mean = grad_mean.to(dtype);  // (B, T, W)
+  auto x = cache.at(cache.clean, site, l).to(dtype), x_patch = cache.at(cache.patch, site, l).to(dtype);
+  auto ig_error = (g_mean * (sae.error(x_patch) - sae.error(x))).sum(-1);  // (B, T)
+  detail::put_scores(result.error[static_cast<int>(site)].ig, l, ig_error, batch.valid);
+  if (options.latents) {
+    auto ig_latent = torch::matmul(g_mean, sae.W_dec.t()) * (sae.encode(x_patch) - sae.encode(x));  // (B, T, F)
+    detail::put_latents(result.latents[static_cast<int>(site)].ig, n_layer, saes.max_width(site), l, ig_latent,
+                        batch.valid);
+  }
+}
+
 }  // namespace
 
 void run_ig(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
@@ -56,18 +73,30 @@ void run_ig(const model::Gemma2Impl& model, const data::PairBatch& batch, const 
         auto g = sum_gradients(model, batch, site, l, cache, alphas.slice(0, k, std::min(N, k + steps_per_pass)));
         grad_sum = grad_sum.defined() ? grad_sum + g : g;
       }
-      torch::NoGradGuard no_grad;
-      const auto& sae = saes.at(site, l);
-      const auto dtype = sae.W_enc.scalar_type();
-      auto g_mean = grad_sum.to(dtype) / double(N);  // (B, T, W)
-      auto x = cache.at(cache.clean, site, l).to(dtype), x_patch = cache.at(cache.patch, site, l).to(dtype);
-      auto ig_error = (g_mean * (sae.error(x_patch) - sae.error(x))).sum(-1);  // (B, T)
-      detail::put_scores(result.error[static_cast<int>(site)].ig, l, ig_error, batch.valid);
-      if (options.latents) {
-        auto ig_latent = torch::matmul(g_mean, sae.W_dec.t()) * (sae.encode(x_patch) - sae.encode(x));  // (B, T, F)
-        detail::put_latents(result.latents[static_cast<int>(site)].ig, L, saes.max_width(site), l, ig_latent,
-                            batch.valid);
+      put_ig(batch, saes, options, cache, site, l, L, grad_sum / double(N), result);
+    }
+  }
+}
+
+void run_ig_slow(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+                 const EngineOptions& options, const BatchCache& cache, BatchResult& result) {
+  const int64_t L = model.config().n_layer, N = options.ig_steps;
+  for (Site site : options.sites) {
+    for (int64_t l : detail::selected_layers(options, L)) {
+      if (!saes.has(site, l)) continue;
+      const auto& x = cache.at(cache.clean, site, l);
+      const auto& x_patch = cache.at(cache.patch, site, l);
+      auto all = torch::ones({x.size(0), x.size(1)}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
+      torch::Tensor grad_sum = torch::zeros_like(x);
+      for (int64_t k = 0; k < N; ++k) {
+        model::SiteCalls sites(L);
+        sites.replace(site, l, x + (double(k) / double(N)) * (x_patch - x), all);
+        sites.record(site, l, /*grad=*/true);
+        auto h = model.forward(batch.clean_ids, &sites);
+        sites.backward(model::logit_diff(model, h, batch.answers).sum());
+        grad_sum = grad_sum + sites.gradient(site, l);
       }
+      put_ig(batch, saes, options, cache, site, l, L, grad_sum / double(N), result);
     }
   }
 }

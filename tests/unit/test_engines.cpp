@@ -134,6 +134,30 @@ TEST(PatchingPaths, FastEqualsSlow) {
   }
 }
 
+// Fast IG (steps stacked in the batch, resumed at the site's layer) equals one full forward+backward
+// per step.
+TEST(IgPaths, FastEqualsSlow) {
+  const auto config = test::tiny_random_config();
+  auto model = test::random_gemma2(config, 31);
+  auto saes = test::random_saes(config, 20, 32);
+  auto batch = test::random_batch(config, {7, 5, 6}, 2, 33);
+  EngineOptions options;
+  options.ig_steps = 5;
+  options.max_rows = 7;  // 2 steps of 3 pairs per pass: uneven chunks
+  auto cache = run_clean_and_patch(*model, batch, saes, options);
+  auto fast = empty_result(batch.size(), config.n_layer, batch.n_tokens(), saes, options);
+  auto slow = empty_result(batch.size(), config.n_layer, batch.n_tokens(), saes, options);
+  run_ig(*model, batch, saes, options, cache, fast);
+  run_ig_slow(*model, batch, saes, options, cache, slow);
+  for (Site site : kAllSites) {
+    const int s = static_cast<int>(site);
+    EXPECT_TRUE(torch::equal(fast.error[s].ig.isnan(), slow.error[s].ig.isnan()));
+    EXPECT_LE((fast.error[s].ig - slow.error[s].ig).nan_to_num().abs().max().item<double>(), 1e-5) << site_name(site);
+    EXPECT_LE((fast.latents[s].ig - slow.latents[s].ig).nan_to_num().abs().max().item<double>(), 1e-5) << site_name(site);
+    EXPECT_GT(fast.error[s].ig.nan_to_num().abs().max().item<double>(), 1e-3) << "non-trivial scores";
+  }
+}
+
 // Completeness: Σ_positions (error IG + Σ_latents IG) = ∫ g·Δx dα, which tends to the effect of
 // patching the whole site (x ← x') as the number of steps grows (left Riemann sum: error O(1/N)).
 TEST(IntegratedGradients, SumConvergesToFullSitePatching) {

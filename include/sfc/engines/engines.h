@@ -40,6 +40,11 @@ void run_patch(const model::Gemma2Impl& model, const data::PairBatch& batch, con
 void run_patch_slow(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
                     const EngineOptions& options, const BatchCache& cache, BatchResult& result);
 
+// Slow reference for IG: per step, one full forward+backward of the batch from the tokens with the
+// site replaced, no resume and no stacking of steps.
+void run_ig_slow(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
+                 const EngineOptions& options, const BatchCache& cache, BatchResult& result);
+
 // Exact patching of the whole site activation (x ← x' at all positions), plain model: (B, L).
 torch::Tensor patch_full_site(const model::Gemma2Impl& model, const data::PairBatch& batch, Site site,
                               const BatchCache& cache, const std::vector<int64_t>& layers);
