@@ -11,6 +11,7 @@
 
 #include "sfc/app/cache_command.h"
 #include "sfc/app/command.h"
+#include "sfc/app/run_command.h"
 #include "sfc/core/error.h"
 #include "sfc/text/tokenizer.h"
 
@@ -22,6 +23,7 @@ constexpr const char* kUsage =
     "Usage: sfc <command> [options]   (sfc <command> --help for its options)\n"
     "\n"
     "Commands:\n"
+    "  run      attribution of SAE error nodes (AtP, IG, exact patching) over prompt pairs (HDF5)\n"
     "  cache    run the model on prompts; store tokens, logits and all site activations (HDF5)\n"
     "\n"
     "Options:\n"
@@ -101,6 +103,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     const sfc::app::CommandArgs args{std::vector<std::string>(argv + 2, argv + argc), join_command_line(argc, argv)};
+    if (command == "run") return sfc::app::run_main(args);
     if (command == "cache") return sfc::app::cache_main(args);
     if (command == "tokenizer-train") return tokenizer_train_main(args);
     throw sfc::app::UsageError("unknown command '" + command + "' (see sfc --help)");

@@ -1,0 +1,146 @@
+// The configuration of `sfc run`: an INI file (`--config FILE`) whose sections mirror dotted flags,
+// plus `--section.key=value` overrides on the command line (STYLE.md §6: one struct per section,
+// each with add_options / validate / to_string). Parsing only: nothing here loads a model or a file
+// other than the INI itself.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sfc/app/command.h"
+#include "sfc/core/site.h"
+#include "sfc/engines/engine_types.h"
+
+namespace boost::program_options {
+class options_description;
+}  // namespace boost::program_options
+
+namespace sfc::app {
+
+// [model]
+struct ModelSection {
+  std::string path;       // Hugging Face Gemma-2 folder
+  std::string dtype = "fp32";    // fp32 | bf16
+  std::string device = "cpu";    // cpu | cuda | cuda:N | auto
+  std::string tokenizer;  // empty = <path>/tokenizer.model, loaded only when it exists or is named
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate(bool require_paths) const;
+  std::string to_string() const;
+};
+
+// [sae]
+struct SaeSection {
+  std::string path;      // Gemma Scope layout, optionally with canonical.json
+  std::string release;   // see sae::SaeSelection
+  std::string width;
+  std::string l0;
+  std::string sites = "resid,mlp,attn";
+  std::string layers = "all";  // "all" or a comma list
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate(bool require_paths) const;
+  std::string to_string() const;
+
+  std::vector<Site> site_list() const;        // in the order given, no repeats
+  std::vector<int64_t> layer_list() const;    // empty = all layers
+};
+
+// [data]
+struct DataSection {
+  std::string pairs;  // JSON-lines file of prompt pairs
+  int64_t batch_size = 8;
+  std::string on_bad_record = "error";  // error | skip
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate(bool require_paths) const;
+  std::string to_string() const;
+};
+
+// [run]
+struct RunSection {
+  std::string engines = "atp,ig,patch";
+  int threads = 0;  // 0 = OMP_NUM_THREADS, or 1 when unset
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate() const;
+  std::string to_string() const;
+
+  bool has_engine(const std::string& name) const;
+};
+
+// [ig]
+struct IgSection {
+  int64_t steps = 10;
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate() const;
+  std::string to_string() const;
+};
+
+// [patch]
+struct PatchSection {
+  std::string positions = "all";       // "all" or a comma list, negatives counted from the end
+  std::string mode = "both";           // per_position | global | both
+  int64_t max_rows = 64;               // interventions / IG steps stacked into one forward
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate() const;
+  std::string to_string() const;
+
+  engines::PatchPositions position_list() const;
+};
+
+// [output]
+struct OutputSection {
+  std::string path;              // the HDF5 results file (written as <path>.partial first)
+  std::string latents = "sum";   // sum | full | none
+  int64_t topk = 32;
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate(bool require_paths) const;
+  std::string to_string() const;
+
+  engines::LatentOutput latent_output() const;
+};
+
+struct RunConfig {
+  ModelSection model;
+  SaeSection sae;
+  DataSection data;
+  RunSection run;
+  IgSection ig;
+  PatchSection patch;
+  OutputSection output;
+
+  // Every key of every section, named "<section>.<key>".
+  void add_options(boost::program_options::options_description& desc);
+  // Throws ConfigError naming the key and the bad value. `require_paths`: model.path, sae.path,
+  // data.pairs and output.path must be set (not needed to print a config).
+  void validate(bool require_paths = true) const;
+  // The resolved configuration as INI text; parsing it back gives the same RunConfig.
+  std::string to_string() const;
+
+  // What the engines take from it (layers: empty = all).
+  engines::EngineOptions engine_options() const;
+  std::filesystem::path tokenizer_path() const;  // model.tokenizer or its default
+};
+
+// What the command line asked for besides the keys.
+struct RunCommandLine {
+  RunConfig config;
+  std::string config_file;  // --config, empty if none
+  bool print_config = false;
+  bool help = false;
+  std::string help_text;
+};
+
+// Parses `sfc run` arguments: `--config FILE`, `--section.key=value` overrides (which win over the
+// file), `--print-config`, `--help`. Unknown keys in the file or on the command line, and values
+// that do not parse, are UsageErrors naming the key (and the file); a value that parses but is not
+// allowed is a ConfigError naming key and value. Validates unless help was asked for.
+RunCommandLine parse_run_command_line(const std::vector<std::string>& args);
+
+}  // namespace sfc::app
