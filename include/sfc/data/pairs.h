@@ -44,11 +44,13 @@ struct LoadPairsOptions {
 };
 
 // Reads a JSON-lines file. Each line is either the SFC text format
-//   {"clean_prefix", "patch_prefix", "clean_answer", "patch_answer", "case"?}
+//   {"clean_prefix", "patch_prefix", "clean_answer", "patch_answer" (or a list of them), "case"?}
 // (needs `tokenizer`; answers must be one token) or pre-tokenised
-//   {"clean_ids": [..], "patch_ids": [..], "clean_answer_id": n, "patch_answer_id": n or [n, ..]}.
-// Blank lines are ignored. A bad record throws RecordError("<file>:<line>: <problem>"), or with
-// kSkip is counted and skipped. An empty result is an error.
+//   {"clean_ids": [..], "patch_ids": [..], "clean_answer_id": n, "patch_answer_id": n or [n, ..],
+//    "case"?}.
+// Unknown fields are bad records. Blank lines are ignored. A bad record throws
+// RecordError("<file>:<line>: <problem>"), or with kSkip is counted and skipped. An empty result
+// (no records, or all skipped) is a LoadError naming the file.
 PairDataset load_pairs(const std::filesystem::path& file, const text::Tokenizer* tokenizer,
                        const LoadPairsOptions& options);
 
