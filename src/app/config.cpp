@@ -340,7 +340,9 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
 
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(all).run(), vm);
+    // No prefix guessing: "--model.dtyp" must be an unknown key, not model.dtype.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(args).options(all).style(style).run(), vm);
   } catch (const po::error& e) {
     throw UsageError(std::string("sfc run: ") + e.what());
   }
