@@ -19,7 +19,9 @@ namespace {
 namespace sc = schema;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
-constexpr int64_t kChunkBytes = 1 << 20;  // rows per chunk: as many as fit in 1 MiB
+// Rows per chunk: as many as fit in 256 KiB, well inside HDF5's default 1 MiB chunk cache, so
+// batches that fill a chunk in several writes do not re-read it from disk.
+constexpr int64_t kChunkBytes = 256 << 10;
 
 h5::Dtype to_h5(sc::Type type) {
   switch (type) {
@@ -141,7 +143,7 @@ void ResultsWriter::create(const std::string& path, const schema::Entry& entry, 
   h5::DatasetSpec spec(to_h5(type), shape, is_float(type) ? kNan : -1.0);
   if (path == sc::path(sc::kLatents, sc::kLatentCount)) spec.fill = 0.0;
   // Batches write whole rows: chunks of several rows keep small per-row datasets from turning into
-  // one tiny chunk per pair. Rows over 1 MiB keep the default (one row, split further if large).
+  // one tiny chunk per pair. Rows over kChunkBytes keep the default (one row, split further if large).
   int64_t row_bytes = type_size(type);
   for (size_t d = 1; d < shape.size(); ++d) row_bytes *= shape[d];
   if (shape.size() > 1 && row_bytes <= kChunkBytes) {
@@ -185,7 +187,7 @@ void ResultsWriter::write_scores(const std::string& path, const torch::Tensor& x
 
 void ResultsWriter::write(const data::PairBatch& batch, const engines::BatchResult& result) {
   if (finished_) throw Error("results writer: write after finish");
-  const int64_t B = batch.size(), Tb = batch.n_tokens(), first = batch.first, L = layout_.n_layer;
+  const int64_t B = batch.size(), Tb = batch.n_tokens(), first = batch.first;
   if (first < 0 || first + B > layout_.n_pairs || Tb > layout_.n_tokens)
     throw Error("results writer: batch of rows [" + std::to_string(first) + ", " + std::to_string(first + B) +
                 ") and " + std::to_string(Tb) + " tokens does not fit N=" + std::to_string(layout_.n_pairs) +
@@ -243,7 +245,6 @@ void ResultsWriter::write(const data::PairBatch& batch, const engines::BatchResu
   for (int64_t b = 0; b < B; ++b) count_.narrow(0, 0, std::min(length[b].item<int64_t>(), Tb)).add_(1);
   for (Site site : kAllSites)
     if (layout_.max_width(site) > 0) write_latents(site, batch, result.latents[static_cast<int>(site)], valid);
-  (void)L;
 }
 
 void ResultsWriter::write_latents(Site site, const data::PairBatch& batch, const engines::SiteLatentScores& scores,

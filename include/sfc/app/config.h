@@ -1,7 +1,7 @@
 // The configuration of `sfc run`: an INI file (`--config FILE`) whose sections mirror dotted flags,
 // plus `--section.key=value` overrides on the command line (STYLE.md §6: one struct per section,
 // each with add_options / validate / to_string). Parsing only: nothing here loads a model or a file
-// other than the INI itself.
+// other than the INI itself. Relative paths in the file are relative to the working directory.
 #pragma once
 
 #include <cstdint>
