@@ -69,7 +69,7 @@ BatchCache run_clean_and_patch(const model::Gemma2Impl& model, const data::PairB
   for (Site site : options.sites)
     for (int64_t l : layers) clean.record(site, l, /*grad=*/true);
   for (int64_t l = 0; l < L; ++l) clean.record(Site::kResid, l);  // the residual stream, to resume from
-  auto h = model.forward(batch.clean_ids, &clean);
+  auto h = model.forward(batch.clean_ids, &clean, &cache.kv);
   auto ld_clean = model::logit_diff(model, h, batch.answers);
   clean.backward(ld_clean.sum());
   cache.ld_clean = ld_clean.detach();

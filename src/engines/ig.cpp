@@ -10,34 +10,47 @@
 namespace sfc::engines {
 namespace {
 
-// Mean over the given alphas of d(LD)/d(site activation) with the site set to x + α(x' − x):
-// (B, T, W), summed over the alphas (the caller divides by N).
+// Sum over the given alphas of d(LD)/d(site activation) with the site set to x + α(x' − x): (B, T, W).
+// Positions before the first one where x' ≠ x (in any pair) keep their clean activations, so only
+// the later positions are recomputed (the earlier keys and values come from the clean run); the
+// gradient there is left 0, which is harmless: every IG score multiplies it by a Δ that is exactly 0.
 torch::Tensor sum_gradients(const model::Gemma2Impl& model, const data::PairBatch& batch, Site site, int64_t layer,
                             const BatchCache& cache, const torch::Tensor& alphas) {
   const int64_t L = model.config().n_layer, B = batch.size(), S = alphas.size(0);
   const auto& x = cache.at(cache.clean, site, layer);
   const auto& x_patch = cache.at(cache.patch, site, layer);
-  // (S, B, T, W) -> (S·B, T, W): row k·B + b is pair b at alpha k.
+  const int64_t T = x.size(1);
+  auto moved = (x_patch != x).any(-1).any(0);  // (T)
+  auto out = torch::zeros_like(x);
+  if (!moved.any().item<bool>()) return out;
+  const int64_t offset = moved.to(torch::kInt32).argmax().item<int64_t>();
+
+  // (S, B, T', W) -> (S·B, T', W): row k·B + b is pair b at alpha k; T' = T − offset.
   auto a = alphas.to(x.device(), x.scalar_type()).view({S, 1, 1, 1});
-  auto x_alpha = (x.unsqueeze(0) + a * (x_patch - x).unsqueeze(0)).flatten(0, 1);
+  auto x0 = x.slice(1, offset), dx = (x_patch - x).slice(1, offset);
+  auto x_alpha = (x0.unsqueeze(0) + a * dx.unsqueeze(0)).flatten(0, 1);
   auto answers = detail::repeat_answers(batch.answers, S);
+  answers.pos = answers.pos - offset;
+  auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).repeat({S});
+  const model::KvPrefix prefix{&cache.kv, rows, offset};
 
   torch::Tensor x_leaf, h;
   if (site == Site::kResid) {
     // The resid site is the output of the layer: resume right after it.
     x_leaf = x_alpha.detach().requires_grad_(true);
-    h = model.run_layers(x_leaf, layer + 1, L, nullptr);
+    h = model.run_layers(x_leaf, layer + 1, L, nullptr, nullptr, &prefix);
   } else {
     model::SiteCalls sites(L);
-    auto all = torch::ones({S * B, x.size(1)}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
+    auto all = torch::ones({S * B, T - offset}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
     sites.replace(site, layer, x_alpha, all);
     sites.record(site, layer, /*grad=*/true);
-    h = model.run_layers(cache.resid_in[layer].repeat({S, 1, 1}), layer, L, &sites);
+    h = model.run_layers(cache.resid_in[layer].slice(1, offset).repeat({S, 1, 1}), layer, L, &sites, nullptr, &prefix);
     x_leaf = sites.recorded(site, layer);
   }
   auto ld = model::logit_diff(model, h, answers);
-  auto grad = torch::autograd::grad({ld.sum()}, {x_leaf})[0];  // (S·B, T, W), rows independent
-  return grad.view({S, B, grad.size(1), grad.size(2)}).sum(0);
+  auto grad = torch::autograd::grad({ld.sum()}, {x_leaf})[0];  // (S·B, T', W), rows independent
+  out.slice(1, offset).copy_(grad.view({S, B, T - offset, grad.size(2)}).sum(0));
+  return out;
 }
 
 // Writes error and latent IG of (site, layer) from the gradient averaged over the alphas (B, T, W).

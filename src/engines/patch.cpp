@@ -27,21 +27,28 @@ torch::Tensor chosen_positions(const data::PairBatch& batch, const PatchPosition
   return chosen;
 }
 
-// LD of the batch rows `rows` (R) when `delta` (R, T, W) is added to the site's activation, resuming
-// the clean run at the site's layer.
+// LD of the batch rows `rows` (R) when `delta` (R, T − offset, W) is added to the site's activation
+// at positions ≥ offset. Resumes the clean run at the site's layer, and computes only positions
+// ≥ offset: in a causal model nothing before the first changed position can change, so those keys
+// and values come from the clean run.
 torch::Tensor ld_with_delta(const model::Gemma2Impl& model, const data::PairBatch& batch, Site site, int64_t layer,
-                            const BatchCache& cache, const torch::Tensor& rows, const torch::Tensor& delta) {
+                            const BatchCache& cache, const torch::Tensor& rows, const torch::Tensor& delta,
+                            int64_t offset) {
   const int64_t L = model.config().n_layer;
   auto r = rows.to(cache.resid_in[0].device());
+  const model::KvPrefix prefix{&cache.kv, r, offset};
   torch::Tensor h;
   if (site == Site::kResid) {  // the output of `layer` is the input of the next one
-    h = model.run_layers(cache.resid_in[layer + 1].index_select(0, r) + delta, layer + 1, L, nullptr);
+    auto h_in = cache.resid_in[layer + 1].index_select(0, r).slice(1, offset) + delta;
+    h = model.run_layers(h_in, layer + 1, L, nullptr, nullptr, &prefix);
   } else {
     model::SiteCalls sites(L);
     sites.add(site, layer, delta);
-    h = model.run_layers(cache.resid_in[layer].index_select(0, r), layer, L, &sites);
+    h = model.run_layers(cache.resid_in[layer].index_select(0, r).slice(1, offset), layer, L, &sites, nullptr, &prefix);
   }
-  return model::logit_diff(model, h, detail::select_answers(batch.answers, rows));
+  auto answers = detail::select_answers(batch.answers, rows);
+  answers.pos = answers.pos - offset;  // answer positions within the computed positions
+  return model::logit_diff(model, h, answers);
 }
 
 // The error-node difference e(x') − e(x) of a site (B, T, W), in the model's dtype.
@@ -76,16 +83,18 @@ void run_patch(const model::Gemma2Impl& model, const data::PairBatch& batch, con
         // Positions with Δ = 0 change nothing: effect exactly 0, no forward needed.
         auto effect = torch::full({B, T}, NAN, torch::kFloat32);
         effect.masked_fill_(chosen, 0.0f);
+        // Nodes sorted by position, so each chunk starts late and recomputes few positions.
         auto nodes = (chosen & moved).nonzero();  // (R, 2): pair, position
+        nodes = nodes.index_select(0, std::get<1>(nodes.select(1, 1).sort(/*stable=*/true, 0, false)));
         for (int64_t start = 0; start < nodes.size(0); start += options.max_rows) {
           auto chunk = nodes.slice(0, start, std::min(nodes.size(0), start + options.max_rows));
           auto b = chunk.select(1, 0), p = chunk.select(1, 1);
-          const int64_t R = chunk.size(0);
+          const int64_t R = chunk.size(0), offset = p.min().item<int64_t>();
           auto dev_b = b.to(delta.device()), dev_p = p.to(delta.device());
           auto rows = torch::arange(R, dev_b.options());
-          auto d = torch::zeros({R, T, delta.size(2)}, delta.options());
-          d.index_put_({rows, dev_p}, delta.index({dev_b, dev_p}));  // one node per row
-          auto ld = ld_with_delta(model, batch, site, l, cache, b, d);
+          auto d = torch::zeros({R, T - offset, delta.size(2)}, delta.options());
+          d.index_put_({rows, dev_p - offset}, delta.index({dev_b, dev_p}));  // one node per row
+          auto ld = ld_with_delta(model, batch, site, l, cache, b, d, offset);
           scatter_effects(effect, b, p, ld - ld_clean.index_select(0, dev_b));
         }
         detail::put_scores(e.patch_effect, l, effect, batch.valid);
@@ -96,12 +105,14 @@ void run_patch(const model::Gemma2Impl& model, const data::PairBatch& batch, con
       if (options.patch_global) {
         // Every position of the prompt at once; a pair whose error never moves has effect 0.
         auto global = torch::zeros({B}, torch::kFloat32);
-        auto rows = moved.any(1).nonzero().squeeze(1);  // (R)
+        auto rows = moved.any(1).nonzero().squeeze(1);                 // (R)
+        auto first_moved = moved.to(torch::kInt32).argmax(1);           // (B) first position with Δ ≠ 0
         for (int64_t start = 0; start < rows.size(0); start += options.max_rows) {
           auto b = rows.slice(0, start, std::min(rows.size(0), start + options.max_rows));
+          const int64_t offset = first_moved.index_select(0, b).min().item<int64_t>();
           auto dev_b = b.to(delta.device());
-          auto d = delta.index_select(0, dev_b) * batch.valid.index_select(0, dev_b).unsqueeze(-1);
-          auto ld = ld_with_delta(model, batch, site, l, cache, b, d);
+          auto d = (delta.index_select(0, dev_b) * batch.valid.index_select(0, dev_b).unsqueeze(-1)).slice(1, offset);
+          auto ld = ld_with_delta(model, batch, site, l, cache, b, d, offset);
           global.index_put_({b}, (ld - ld_clean.index_select(0, dev_b)).to(torch::kCPU, torch::kFloat32));
         }
         e.patch_effect_global.select(1, l).copy_(global);
@@ -164,7 +175,7 @@ torch::Tensor patch_full_site(const model::Gemma2Impl& model, const data::PairBa
   auto rows = torch::arange(B, torch::kInt64);
   for (int64_t l : layers) {
     auto delta = cache.at(cache.patch, site, l) - cache.at(cache.clean, site, l);  // x ← x' everywhere
-    auto ld = ld_with_delta(model, batch, site, l, cache, rows, delta);
+    auto ld = ld_with_delta(model, batch, site, l, cache, rows, delta, /*offset=*/0);
     out.select(1, l).copy_((ld - cache.ld_clean).to(torch::kCPU, torch::kFloat32));
   }
   return out;

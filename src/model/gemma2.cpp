@@ -31,13 +31,14 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-// Additive attention mask (T, T) in `dtype`: 0 where query q may attend key k, the dtype's lowest
-// value elsewhere (as HF does; exp underflows to exactly 0). Causal, and with a sliding window
-// `window` > 0 also masks k ≤ q − window.
-torch::Tensor attention_mask(int64_t n_tokens, int64_t window, torch::Dtype dtype, torch::Device device) {
+// Additive attention mask (S, P) in `dtype` for queries at positions offset..offset+S−1 and keys at
+// 0..P−1 (P = offset + S): 0 where the query may attend the key, the dtype's lowest value elsewhere
+// (as HF does; exp underflows to exactly 0). Causal, and with a sliding window `window` > 0 also
+// masks k ≤ q − window.
+torch::Tensor attention_mask(int64_t n_query, int64_t offset, int64_t window, torch::Dtype dtype, torch::Device device) {
   auto opts = torch::TensorOptions().device(device);
-  auto q = torch::arange(n_tokens, opts.dtype(torch::kInt64)).unsqueeze(1);
-  auto k = torch::arange(n_tokens, opts.dtype(torch::kInt64)).unsqueeze(0);
+  auto q = torch::arange(offset, offset + n_query, opts.dtype(torch::kInt64)).unsqueeze(1);
+  auto k = torch::arange(offset + n_query, opts.dtype(torch::kInt64)).unsqueeze(0);
   auto blocked = k > q;
   if (window > 0) blocked = blocked | (k <= q - window);
   auto lowest = torch::scalar_tensor(0, opts.dtype(dtype));
@@ -68,24 +69,35 @@ AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_) : config(c),
   o_proj = register_module("o_proj", linear(c.n_head * c.head_dim, c.d_model));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& cos,
-                                     const torch::Tensor& sin, SiteCalls* sites) const {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     SiteCalls* sites, KvCache* record, const KvPrefix* prefix) const {
+  // T here is the number of positions this forward computes (all, or those ≥ the prefix offset).
   const int64_t B = h.size(0), T = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
   auto q = torch::linear(h, q_proj->weight).view({B, T, H, Dh}).transpose(1, 2);  // (B, H, T, Dh)
   auto k = torch::linear(h, k_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
   auto v = torch::linear(h, v_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
   q = q * cos + rotate_half(q) * sin;                       // RoPE, cos/sin (T, Dh) broadcast
   k = k * cos + rotate_half(k) * sin;
+  if (record) {
+    record->k[layer] = k.detach();
+    record->v[layer] = v.detach();
+  }
+  const int64_t offset = prefix ? prefix->offset : 0;
+  if (offset > 0) {  // positions < offset: the cached run's keys and values (B, K, offset, Dh)
+    auto rows = prefix->rows.to(k.device());
+    k = torch::cat({prefix->cache->k[layer].index_select(0, rows).slice(2, 0, offset), k}, 2);
+    v = torch::cat({prefix->cache->v[layer].index_select(0, rows).slice(2, 0, offset), v}, 2);
+  }
   k = k.repeat_interleave(H / K, /*dim=*/1);                // GQA: query head h reads kv head h/(H/K)
-  v = v.repeat_interleave(H / K, /*dim=*/1);                // (B, H, T, Dh)
+  v = v.repeat_interleave(H / K, /*dim=*/1);                // (B, H, P, Dh), P = offset + T
 
   auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(config.query_pre_attn_scalar, -0.5);
   scores = soft_cap(scores, config.attn_softcap);           // soft-cap before masking
   const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
-  scores = scores + attention_mask(T, window, scores.scalar_type(), scores.device());
+  scores = scores + attention_mask(T, offset, window, scores.scalar_type(), scores.device());
   // Softmax in fp32 (fp64 for a float64 model), back to the compute dtype.
   auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
-                   .to(q.scalar_type());  // (B, H, T, T)
+                   .to(q.scalar_type());  // (B, H, T, P)
 
   auto z = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * Dh});  // (B, T, H·Dh) head-major
   if (sites) z = sites->at(Site::kAttn, layer, z);
@@ -116,8 +128,8 @@ DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_) : laye
 }
 
 torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        SiteCalls* sites) const {
-  auto attn_out = self_attn->forward(input_layernorm->forward(h), cos, sin, sites);  // site attn inside
+                                        SiteCalls* sites, KvCache* record, const KvPrefix* prefix) const {
+  auto attn_out = self_attn->forward(input_layernorm->forward(h), cos, sin, sites, record, prefix);  // site attn inside
   h = h + post_attention_layernorm->forward(attn_out);                      // post-attention norm, then residual
   auto mlp_out = post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
   if (sites) mlp_out = sites->at(Site::kMlp, layer, mlp_out);
@@ -150,14 +162,15 @@ torch::Tensor Gemma2Impl::embed(const torch::Tensor& tokens) const {
   return h * normalizer;
 }
 
-std::pair<torch::Tensor, torch::Tensor> Gemma2Impl::rotary(int64_t n_tokens) const {
-  auto pos = torch::arange(n_tokens, rope_inv_freq_.options());             // (T) fp32
+std::pair<torch::Tensor, torch::Tensor> Gemma2Impl::rotary(int64_t n_tokens, int64_t offset) const {
+  auto pos = torch::arange(offset, offset + n_tokens, rope_inv_freq_.options());  // (T) fp32
   auto freqs = pos.unsqueeze(1) * rope_inv_freq_.unsqueeze(0);              // (T, Dh/2) fp32
   auto angles = torch::cat({freqs, freqs}, -1);                            // (T, Dh)
   return {angles.cos().to(dtype()), angles.sin().to(dtype())};
 }
 
-torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites) const {
+torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites,
+                                     KvCache* record, const KvPrefix* prefix) const {
   TORCH_CHECK(h.dim() == 3 && h.size(2) == config_.d_model, "run_layers: expected h (B, T, ",
               config_.d_model, "), got ", h.sizes());
   TORCH_CHECK(0 <= first && first <= end && end <= config_.n_layer, "run_layers: bad layer range [", first,
@@ -165,14 +178,22 @@ torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end
   // Build a graph only when someone wants a gradient: a site asked for one, or the caller passed
   // an input that requires grad (e.g. an interpolated activation in integrated gradients).
   torch::AutoGradMode grad_mode(h.requires_grad() || (sites != nullptr && sites->wants_grad()));
-  auto [cos, sin] = rotary(h.size(1));
-  for (int64_t i = first; i < end; ++i) h = layers_.at(i)->forward(h, cos, sin, sites);
+  if (record) {
+    record->k.resize(config_.n_layer);
+    record->v.resize(config_.n_layer);
+  }
+  if (prefix && prefix->offset > 0) {
+    TORCH_CHECK(!record, "run_layers: recording keys/values of a prefixed forward is not supported");
+    TORCH_CHECK(prefix->cache && prefix->rows.size(0) == h.size(0), "run_layers: prefix rows must match the batch");
+  }
+  auto [cos, sin] = rotary(h.size(1), prefix ? prefix->offset : 0);
+  for (int64_t i = first; i < end; ++i) h = layers_.at(i)->forward(h, cos, sin, sites, record, prefix);
   return h;
 }
 
-torch::Tensor Gemma2Impl::forward(const torch::Tensor& tokens, SiteCalls* sites) const {
+torch::Tensor Gemma2Impl::forward(const torch::Tensor& tokens, SiteCalls* sites, KvCache* record) const {
   torch::AutoGradMode grad_mode(sites != nullptr && sites->wants_grad());
-  return run_layers(embed(tokens), 0, config_.n_layer, sites);
+  return run_layers(embed(tokens), 0, config_.n_layer, sites, record);
 }
 
 torch::Tensor Gemma2Impl::logits(const torch::Tensor& h) const {

@@ -64,6 +64,24 @@ TEST_F(Gemma2Fixture, ResumingFromACachedResidualGivesTheSameOutput) {
   EXPECT_TRUE(torch::equal(h_full, h_resumed));
 }
 
+// A forward over positions ≥ p0 that reads the earlier keys and values from a cached run equals the
+// full forward there (causal attention), across sliding-window and global layers.
+TEST_F(Gemma2Fixture, PrefixedForwardMatchesTheFullForward) {
+  auto tokens = test::ref("tokens_clean");
+  const int64_t L = model().config().n_layer;
+  SiteCalls sites(L);
+  sites.record(Site::kResid, 0);
+  KvCache kv;
+  auto h_full = model().forward(tokens, &sites, &kv);
+  for (int64_t offset : {1, 5, 9}) {
+    KvPrefix prefix{&kv, torch::tensor({2, 0}, torch::kInt64), offset};
+    auto h_in = sites.recorded(Site::kResid, 0).index_select(0, prefix.rows).slice(1, offset);
+    auto h = model().run_layers(h_in, 1, L, nullptr, nullptr, &prefix);
+    EXPECT_TRUE(test::close_rel_max(h, h_full.index_select(0, prefix.rows).slice(1, offset), 1e-6,
+                                    "prefixed forward from offset " + std::to_string(offset)));
+  }
+}
+
 TEST_F(Gemma2Fixture, SaeLatentsAndErrorsOfTheModelsActivationsMatch) {
   sae::SaeLocator locator(test::tiny_dir() / "saes");
   for (const std::string run : {"clean", "patch"}) {

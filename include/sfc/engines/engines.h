@@ -20,6 +20,9 @@ struct BatchCache {
   // input of layer l (the embedding for l = 0, the output of layer l − 1 otherwise), resid_in[L]
   // the last layer's output. Lets IG and patching resume at any layer.
   std::vector<torch::Tensor> resid_in;
+  // Keys and values of the clean run: patched and interpolated runs recompute only the positions
+  // from the first changed one on and read the earlier ones from here.
+  model::KvCache kv;
   const torch::Tensor& at(const std::vector<torch::Tensor>& v, Site site, int64_t layer) const {
     return v[layer * kNumSites + static_cast<int>(site)];
   }

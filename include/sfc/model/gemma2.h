@@ -16,6 +16,21 @@
 namespace sfc::model {
 
 // Gemma-2 RMSNorm: computed in fp32, scaled by (1 + weight), cast back to the input dtype.
+// Keys and values of every layer of one forward, (B, K, T, Dh) after RoPE. Attention is causal, so
+// a later forward that changes nothing before position p0 can recompute only positions ≥ p0 and
+// read the earlier keys and values from here.
+struct KvCache {
+  std::vector<torch::Tensor> k, v;  // [layer] (B, K, T, Dh); undefined for layers not run
+};
+
+// Makes a forward run over positions [offset, offset + S) only, continuing rows `rows` of a cached
+// forward for the positions before `offset`.
+struct KvPrefix {
+  const KvCache* cache = nullptr;
+  torch::Tensor rows;  // (R) int64: the cached row each row of this forward continues
+  int64_t offset = 0;  // p0
+};
+
 struct RmsNormImpl : torch::nn::Module {
   RmsNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x) const;  // (..., D) -> (..., D)
@@ -26,9 +41,11 @@ TORCH_MODULE(RmsNorm);
 
 struct AttentionImpl : torch::nn::Module {
   AttentionImpl(const Gemma2Config& config, int64_t layer);
-  // h: (B, T, D); cos, sin: (T, Dh). The site `attn` (input of o_proj) is called inside.
+  // h: (B, S, D) for positions [offset, offset + S) (offset = 0 without a prefix); cos, sin: (S, Dh).
+  // The site `attn` (input of o_proj) is called inside. Records this layer's keys and values into
+  // `record` when given; reads positions < offset from `prefix` when given.
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
-                        SiteCalls* sites) const;
+                        SiteCalls* sites, KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
   // weights (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh); no biases
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   Gemma2Config config;
@@ -46,9 +63,9 @@ TORCH_MODULE(Mlp);
 
 struct DecoderLayerImpl : torch::nn::Module {
   DecoderLayerImpl(const Gemma2Config& config, int64_t layer);
-  // h: (B, T, D) input of the layer -> output of the layer (the `resid` site).
-  torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
-                        SiteCalls* sites) const;
+  // h: (B, S, D) input of the layer -> output of the layer (the `resid` site).
+  torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin, SiteCalls* sites,
+                        KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   RmsNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -74,10 +91,13 @@ class Gemma2Impl : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& tokens) const;
   // Runs layers [first, end) on h = the input of layer `first` (B, T, D) — a cached residual stream
   // lets a forward start anywhere — and returns the output of layer end−1 (B, T, D). Autograd records
-  // only if `h` requires grad or a site asks for a gradient.
-  torch::Tensor run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites) const;
+  // only if `h` requires grad or a site asks for a gradient. With `record`, keeps every layer's keys
+  // and values; with `prefix`, h holds positions [prefix->offset, T) only (sites then see (B, S, W)
+  // tensors of those positions) and the earlier positions come from the prefix's cache.
+  torch::Tensor run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites,
+                           KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
   // embed + all layers: output of the last layer (B, T, D), before the final norm.
-  torch::Tensor forward(const torch::Tensor& tokens, SiteCalls* sites = nullptr) const;
+  torch::Tensor forward(const torch::Tensor& tokens, SiteCalls* sites = nullptr, KvCache* record = nullptr) const;
   // Full logits (B, T, V) from the last layer's output: final norm, tied unembedding, soft-cap.
   torch::Tensor logits(const torch::Tensor& h) const;
   // Only the logits the metric needs: h (B, T, D), pos (B) int64 answer positions, ids (B, A) int64
@@ -85,8 +105,8 @@ class Gemma2Impl : public torch::nn::Module {
   torch::Tensor answer_logits(const torch::Tensor& h, const torch::Tensor& pos,
                               const torch::Tensor& ids) const;
 
-  // Rotary tables for positions 0..T−1: (cos, sin), each (T, Dh) in the compute dtype.
-  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t n_tokens) const;
+  // Rotary tables for positions offset..offset+S−1: (cos, sin), each (S, Dh) in the compute dtype.
+  std::pair<torch::Tensor, torch::Tensor> rotary(int64_t n_tokens, int64_t offset = 0) const;
 
  private:
   // Registered under the checkpoint's names minus the leading "model." (embed_tokens.weight,
