@@ -81,11 +81,10 @@ void run_ig(const model::Gemma2Impl& model, const data::PairBatch& batch, const 
   for (Site site : options.sites) {
     for (int64_t l : detail::selected_layers(options, L)) {
       if (!saes.has(site, l)) continue;
-      torch::Tensor grad_sum;
-      for (int64_t k = 0; k < N; k += steps_per_pass) {
-        auto g = sum_gradients(model, batch, site, l, cache, alphas.slice(0, k, std::min(N, k + steps_per_pass)));
-        grad_sum = grad_sum.defined() ? grad_sum + g : g;
-      }
+      // α = 0 is the clean run, whose gradient at the site the cache already holds.
+      torch::Tensor grad_sum = cache.at(cache.grad, site, l);
+      for (int64_t k = 1; k < N; k += steps_per_pass)
+        grad_sum = grad_sum + sum_gradients(model, batch, site, l, cache, alphas.slice(0, k, std::min(N, k + steps_per_pass)));
       put_ig(batch, saes, options, cache, site, l, L, grad_sum / double(N), result);
     }
   }
