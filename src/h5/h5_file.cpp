@@ -437,26 +437,23 @@ File File::create(const std::filesystem::path& file, const FileOptions& options)
   return File(std::move(f), std::move(root), file);
 }
 
-File File::open_read_only(const std::filesystem::path& file, const FileOptions& options) {
+File File::open_existing(const std::filesystem::path& file, const FileOptions& options, unsigned flags) {
   silence_hdf5_once();
   const std::string name = file.string();
   std::error_code ec;
   if (!std::filesystem::exists(file, ec)) throw LoadError(file, "no such file");
   Handle fapl = make_file_access(options, name);
-  Handle f(check(H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl.get()), "H5Fopen", name, ""), H5Fclose);
+  Handle f(check(H5Fopen(name.c_str(), flags, fapl.get()), "H5Fopen", name, ""), H5Fclose);
   Handle root(check(H5Gopen2(f.get(), "/", H5P_DEFAULT), "H5Gopen2", name, "/"), H5Gclose);
   return File(std::move(f), std::move(root), file);
 }
 
+File File::open_read_only(const std::filesystem::path& file, const FileOptions& options) {
+  return open_existing(file, options, H5F_ACC_RDONLY);
+}
+
 File File::open_read_write(const std::filesystem::path& file, const FileOptions& options) {
-  silence_hdf5_once();
-  const std::string name = file.string();
-  std::error_code ec;
-  if (!std::filesystem::exists(file, ec)) throw LoadError(file, "no such file");
-  Handle fapl = make_file_access(options, name);
-  Handle f(check(H5Fopen(name.c_str(), H5F_ACC_RDWR, fapl.get()), "H5Fopen", name, ""), H5Fclose);
-  Handle root(check(H5Gopen2(f.get(), "/", H5P_DEFAULT), "H5Gopen2", name, "/"), H5Gclose);
-  return File(std::move(f), std::move(root), file);
+  return open_existing(file, options, H5F_ACC_RDWR);
 }
 
 void File::flush() {

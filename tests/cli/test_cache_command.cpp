@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "support/cli_support.h"
 #include "support/test_support.h"
 
 namespace {
@@ -15,36 +16,11 @@ namespace {
 using sfc::test::TempDir;
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs `command` through the shell with stdout/stderr captured in `dir`.
-Result run(const std::string& command, const TempDir& dir) {
-  const auto out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const int raw = std::system((command + " >" + quote(out.string()) + " 2>" + quote(err.string())).c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
-}
-
-std::string sfc(const std::string& args) { return quote(SFC_BINARY) + " " + args; }
+using sfc::test::quote;
+using sfc::test::read_text;
+using sfc::test::Result;
+using sfc::test::run;
+using sfc::test::sfc;
 std::string model_dir() { return (sfc::test::tiny_dir() / "model").string(); }
 std::string python(const std::string& args) { return quote(SFC_PYTHON3) + " " + args; }
 

@@ -173,6 +173,8 @@ class File : public Group {
   bool is_open() const { return file_handle_.valid(); }
 
  private:
+  // H5Fopen of an existing file with `flags` (H5F_ACC_RDONLY or H5F_ACC_RDWR).
+  static File open_existing(const std::filesystem::path& file, const FileOptions& options, unsigned flags);
   File(Handle file_handle, Handle root, const std::filesystem::path& file);
   Handle file_handle_;
   std::filesystem::path file_path_;
