@@ -20,21 +20,12 @@ using sfc::test::quote;
 using sfc::test::read_text;
 using sfc::test::Result;
 using sfc::test::run;
+using sfc::test::expect_no_output;
+using sfc::test::expect_one_line_error;
+using sfc::test::python;
 using sfc::test::sfc;
 std::string model_dir() { return (sfc::test::tiny_dir() / "model").string(); }
-std::string python(const std::string& args) { return quote(SFC_PYTHON3) + " " + args; }
 
-// An error is exactly one line "sfc: error: ..." containing every `needles`.
-void expect_one_line_error(const Result& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.err.rfind("sfc: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "'" << n << "' not in: " << r.err;
-}
-
-void expect_no_output(const fs::path& out) {
-  EXPECT_FALSE(fs::exists(out)) << out;
-  EXPECT_FALSE(fs::exists(out.string() + ".partial")) << out;
-}
 
 // Clean prompts 0 and 1 of reference.npz (inputs, copied here), and the first 7 tokens of prompt 2,
 // so that one batch of two has right padding.

@@ -20,21 +20,12 @@ using sfc::test::quote;
 using sfc::test::read_text;
 using sfc::test::Result;
 using sfc::test::run;
+using sfc::test::expect_no_output;
+using sfc::test::expect_one_line_error;
+using sfc::test::python;
 using sfc::test::sfc;
-std::string python(const std::string& args) { return quote(SFC_PYTHON3) + " " + args; }
 std::string checker() { return quote(std::string(SFC_SOURCE_DIR) + "/tests/cli/check_results.py"); }
 std::string reference() { return quote((sfc::test::tiny_dir() / "reference.npz").string()); }
-
-void expect_one_line_error(const Result& r, const std::vector<std::string>& needles) {
-  EXPECT_EQ(r.err.rfind("sfc: error: ", 0), 0u) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "'" << n << "' not in: " << r.err;
-}
-
-void expect_no_output(const fs::path& out) {
-  EXPECT_FALSE(fs::exists(out)) << out;
-  EXPECT_FALSE(fs::exists(out.string() + ".partial")) << out;
-}
 
 // The three prompt pairs of reference.npz (tokens_clean/tokens_patch, correct_id = clean answer,
 // wrong_id = patch answer), then the first 7 tokens of pair 2 with two patch answers: alone in the

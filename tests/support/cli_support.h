@@ -1,7 +1,11 @@
 // Helpers for tests that run the built `sfc` binary through the shell and read what it printed.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+
+#include <algorithm>
+#include <vector>
 
 #include <cstdlib>
 #include <filesystem>
@@ -43,5 +47,20 @@ inline Result run(const std::string& command, const TempDir& dir) {
 }
 
 inline std::string sfc(const std::string& args) { return quote(SFC_BINARY) + " " + args; }
+
+inline std::string python(const std::string& args) { return quote(SFC_PYTHON3) + " " + args; }
+
+// An error is exactly one line "sfc: error: ..." containing every `needles`.
+inline void expect_one_line_error(const Result& r, const std::vector<std::string>& needles) {
+  EXPECT_EQ(r.err.rfind("sfc: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "'" << n << "' not in: " << r.err;
+}
+
+// A failed run leaves neither the output nor its .partial.
+inline void expect_no_output(const std::filesystem::path& out) {
+  EXPECT_FALSE(std::filesystem::exists(out)) << out;
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".partial")) << out;
+}
 
 }  // namespace sfc::test
