@@ -257,14 +257,19 @@ Handle Dataset::file_selection(const std::vector<int64_t>& start, const std::vec
   return space;
 }
 
+// A contiguous host buffer of shape `count`, as HDF5 sees it.
+Handle Dataset::memory_space(const std::vector<int64_t>& count) const {
+  const auto hcount = to_hsize(count);
+  return Handle(check(H5Screate_simple(static_cast<int>(hcount.size()), hcount.data(), nullptr), "H5Screate_simple",
+                      file_, path_),
+                H5Sclose);
+}
+
 void Dataset::write(const std::vector<int64_t>& start, const std::vector<int64_t>& count, const void* data,
                     Dtype mem_dtype) {
   Handle file_space = file_selection(start, count, "write");
   if (element_count(count) == 0) return;
-  const auto hcount = to_hsize(count);
-  Handle mem_space(check(H5Screate_simple(static_cast<int>(hcount.size()), hcount.data(), nullptr),
-                         "H5Screate_simple", file_, path_),
-                   H5Sclose);
+  Handle mem_space = memory_space(count);
   Handle xfer = make_transfer(file_);
   check(H5Dwrite(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), data),
         "H5Dwrite", file_, path_);
@@ -274,10 +279,7 @@ void Dataset::read(const std::vector<int64_t>& start, const std::vector<int64_t>
                    Dtype mem_dtype) const {
   Handle file_space = file_selection(start, count, "read");
   if (element_count(count) == 0) return;
-  const auto hcount = to_hsize(count);
-  Handle mem_space(check(H5Screate_simple(static_cast<int>(hcount.size()), hcount.data(), nullptr),
-                         "H5Screate_simple", file_, path_),
-                   H5Sclose);
+  Handle mem_space = memory_space(count);
   Handle xfer = make_transfer(file_);
   check(H5Dread(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), out),
         "H5Dread", file_, path_);

@@ -119,6 +119,7 @@ class Dataset {
 
  private:
   // Dataspace selecting [start, start+count) in the file, after checking bounds.
+  Handle memory_space(const std::vector<int64_t>& count) const;
   Handle file_selection(const std::vector<int64_t>& start, const std::vector<int64_t>& count,
                         const char* op) const;
 
