@@ -60,6 +60,16 @@ LATENT_FULL = {  # output.latents = full
     "ig": ("N,L,T,F", "float32"),
 }
 
+TIMING = "/timing"  # written by sfc run: per MPI rank (W) and phase
+TIMING_PHASES = ("load", "forward", "backward", "sae", "ig", "patch", "comm", "io")
+TIMING_DATASETS = {
+    "seconds": ("W,P", "float64"),
+    "batches": ("W", "int64"),
+    "pairs": ("W", "int64"),
+    "peak_rss_bytes": ("W", "int64"),
+}
+TIMING_ATTRS = ("phases", "world_size", "data_groups", "site_groups", "wall_seconds", "device", "threads")
+
 ATTR_DIMS = "dims"  # on every dataset
 # Root attributes (all text).
 ATTR_SCHEMA_VERSION = "schema_version"
@@ -140,4 +150,99 @@ def expected_datasets(f):
         extra = LATENT_TOPK if mode == "sum" else LATENT_FULL if mode == "full" else {}
         for name, (dims, dtype) in {**LATENT_SUMS, **extra}.items():
             out[latents_path(site, name)] = (shape(dims, width), dtype)
+    if TIMING in f:
+        sizes["W"], sizes["P"] = int(f[TIMING].attrs["world_size"]), len(TIMING_PHASES)
+        for name, (dims, dtype) in TIMING_DATASETS.items():
+            out[TIMING + "/" + name] = (shape(dims), dtype)
+    return out
+
+
+# ---- /summary: the reduction pass (`sfc reduce`; docs/results-schema.md "/summary") ----
+# Floats are float64, NaN where undefined. K = the pass's topk (attribute of /summary), not output.topk;
+# it comes first so that a rerun with another topk can resize the datasets.
+SUMMARY = "/summary"
+SUMMARY_ERROR_METRICS = ("atp", "ig", "delta_norm", "grad_norm", "cos", "patch_effect", "patch_effect_norm")
+SUMMARY_RESID_POST_METRICS = tuple(RESID_POST_DATASETS)  # atp, delta_norm, grad_norm, cos
+# /summary/error/<site>/<metric>/<stat> and /summary/resid_post/<metric>/<stat>: over pairs, NaN ignored
+SUMMARY_METRIC_STATS = {
+    "count": ("L,T", "int64"),  # finite values
+    "mean": ("L,T", "float64"),
+    "std": ("L,T", "float64"),  # sample std (n - 1), NaN where count < 2
+    "answer_count": ("L", "int64"),  # the same at each pair's answer_pos
+    "answer_mean": ("L", "float64"),
+    "answer_std": ("L", "float64"),
+}
+# /summary/corr/<site>/<grouping>/<name>: AtP, IG, patch_effect over the nodes where all three are finite
+CORR = "corr"
+CORR_GROUPINGS = {  # name -> dims of its datasets
+    "layer": "L",  # (pair, position) nodes of a layer
+    "position": "T",  # (pair, layer) nodes at a position
+    "answer_layer": "L",  # pairs at (layer, answer_pos)
+    "answer": "1",  # (pair, layer) nodes at answer_pos
+    "layer_means": "1",  # across layers, of answer_layer's means (the seed's Task B r)
+}
+CORR_COUNT = "count"  # int64: nodes (layers, for layer_means)
+CORR_STATS = ("pearson_atp_patch", "pearson_ig_patch", "pearson_atp_ig",
+              "spearman_atp_patch", "spearman_ig_patch", "spearman_atp_ig")  # float64
+CORR_MEANS = ("mean_atp", "mean_ig", "mean_patch")  # answer_layer only, float64 [L]
+# /summary/latents/<site>/<name>, sites with SAEs only
+SUMMARY_LATENTS = {
+    "atp_mean": ("L,T,F", "float64"),  # atp_sum / count[t]
+    "ig_mean": ("L,T,F", "float64"),
+    "topk_index": ("K,L", "int32"),  # row i: the i-th largest score; -1 pad
+    "topk_atp": ("K,L", "float64"),  # score: sum over t of |atp_mean| (NaN skipped)
+    "topk_ig": ("K,L", "float64"),  # sum over t of |ig_mean| of the same latents
+}
+ATTR_SUMMARY_TOPK = "topk"  # /summary attributes (text), with n_pairs, n_layer, n_tokens
+ATTR_SUMMARY_LEAF_ROWS = "leaf_rows"
+SUMMARY_CSV_SUFFIX = ".summary.csv"
+SUMMARY_CSV_COLUMNS = ("site", "layer", "position", "quantity", "statistic", "value", "n")
+
+
+def summary_metric_path(site, metric, stat):
+    """site: resid, mlp, attn or resid_post."""
+    if site == "resid_post":
+        return f"{SUMMARY}{RESID_POST}/{metric}/{stat}"
+    return f"{SUMMARY}{ERROR}/{site}/{metric}/{stat}"
+
+
+def summary_corr_path(site, grouping, name):
+    return f"{SUMMARY}/{CORR}/{site}/{grouping}/{name}"
+
+
+def summary_latents_path(site, name):
+    return f"{SUMMARY}{LATENTS}/{site}/{name}"
+
+
+def summary_csv_path(path):
+    """<dir>/<stem>.summary.csv for <dir>/<stem>.h5."""
+    import pathlib
+    p = pathlib.Path(path)
+    return str(p.with_name(p.stem + SUMMARY_CSV_SUFFIX))
+
+
+def expected_summary_datasets(f):
+    """Every /summary dataset path -> (shape, dtype name), from the root attributes and /summary's topk."""
+    l, t = (int(f.attrs[a]) for a in (ATTR_N_LAYER, ATTR_N_TOKENS))
+    sizes = {"L": l, "T": t, "K": int(f[SUMMARY].attrs[ATTR_SUMMARY_TOPK]), "1": 1}
+
+    def shape(dims, width=None):
+        return tuple(width if d == "F" else sizes[d] for d in dims.split(","))
+
+    out = {}
+    for site in SITES + ("resid_post",):
+        for metric in SUMMARY_RESID_POST_METRICS if site == "resid_post" else SUMMARY_ERROR_METRICS:
+            for stat, (dims, dtype) in SUMMARY_METRIC_STATS.items():
+                out[summary_metric_path(site, metric, stat)] = (shape(dims), dtype)
+    for site in SITES:
+        for grouping, dims in CORR_GROUPINGS.items():
+            names = [(CORR_COUNT, "int64")] + [(s, "float64") for s in CORR_STATS]
+            if grouping == "answer_layer":
+                names += [(m, "float64") for m in CORR_MEANS]
+            for name, dtype in names:
+                out[summary_corr_path(site, grouping, name)] = (shape(dims), dtype)
+        width = int(f.attrs[attr_n_latents(site)])
+        if width:
+            for name, (dims, dtype) in SUMMARY_LATENTS.items():
+                out[summary_latents_path(site, name)] = (shape(dims, width), dtype)
     return out

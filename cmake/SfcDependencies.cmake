@@ -11,6 +11,8 @@ add_compile_options(${SFC_TORCH_CXX_FLAGS})
 
 # --- MPI
 find_package(MPI REQUIRED COMPONENTS C)
+# <mpi.h> from C++ without the deprecated C++ bindings (they would need libmpi_cxx).
+add_compile_definitions(OMPI_SKIP_MPICXX MPICH_SKIP_MPICXX)
 
 # --- Parallel HDF5. Must be asked for before find_package, or a serial libhdf5-dev wins.
 set(HDF5_PREFER_PARALLEL TRUE)

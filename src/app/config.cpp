@@ -279,6 +279,22 @@ std::string OutputSection::to_string() const {
   return IniWriter("output").key("path", path).key("latents", latents).key("topk", topk).str();
 }
 
+// ---- [dist] ----
+
+void DistSection::add_options(po::options_description& desc) {
+  desc.add_options()
+      ("dist.site_groups", po::value(&site_groups)->default_value(site_groups),
+       "G: MPI ranks sharing each batch, each computing part of the (site, layer) nodes; must divide the rank count")
+      ("dist.shards", po::value(&shards)->default_value(shards), "folder for per-rank shard files (default <output.path>.shards)")
+      ("dist.keep_shards", po::value(&keep_shards)->default_value(keep_shards), "keep the shards after the results file is written");
+}
+
+void DistSection::validate() const { require_positive("dist.site_groups", site_groups); }
+
+std::string DistSection::to_string() const {
+  return IniWriter("dist").key("site_groups", site_groups).key("shards", shards).key("keep_shards", keep_shards).str();
+}
+
 // ---- RunConfig ----
 
 void RunConfig::add_options(po::options_description& desc) {
@@ -289,6 +305,7 @@ void RunConfig::add_options(po::options_description& desc) {
   ig.add_options(desc);
   patch.add_options(desc);
   output.add_options(desc);
+  dist.add_options(desc);
 }
 
 void RunConfig::validate(bool require_paths) const {
@@ -299,11 +316,27 @@ void RunConfig::validate(bool require_paths) const {
   ig.validate();
   patch.validate();
   output.validate(require_paths);
+  dist.validate();
 }
 
 std::string RunConfig::to_string() const {
   return model.to_string() + "\n" + sae.to_string() + "\n" + data.to_string() + "\n" + run.to_string() + "\n" +
-         ig.to_string() + "\n" + patch.to_string() + "\n" + output.to_string();
+         ig.to_string() + "\n" + patch.to_string() + "\n" + output.to_string() + "\n" + dist.to_string();
+}
+
+std::filesystem::path RunConfig::shard_dir() const {
+  return dist.shards.empty() ? std::filesystem::path(output.path + ".shards") : std::filesystem::path(dist.shards);
+}
+
+std::string RunConfig::shard_fingerprint() const {
+  ModelSection m = model;
+  m.device = "";
+  RunSection r = run;
+  r.threads = 0;
+  OutputSection o = output;
+  o.path = "";
+  return m.to_string() + sae.to_string() + data.to_string() + r.to_string() + ig.to_string() + patch.to_string() +
+         o.to_string() + "site_groups = " + std::to_string(dist.site_groups) + "\n";
 }
 
 engines::EngineOptions RunConfig::engine_options() const {
@@ -329,13 +362,15 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
   po::options_description cli_only("Command line only");
   cli_only.add_options()
       ("help,h", "show this help")
-      ("config", po::value(&out.config_file), "INI file with [model], [sae], [data], [run], [ig], [patch], [output]")
-      ("print-config", "print the resolved configuration (INI) and exit");
+      ("config", po::value(&out.config_file), "INI file with [model], [sae], [data], [run], [ig], [patch], [output], [dist]")
+      ("print-config", "print the resolved configuration (INI) and exit")
+      ("resume", "continue an interrupted run: keep the batches its shards already hold");
   po::options_description keys("Keys (in the INI file as [section] key = value, or here as --section.key=value)");
   out.config.add_options(keys);
   po::options_description all(
       "sfc run: attribution of SAE error nodes (AtP, integrated gradients, exact patching) into one HDF5 file\n"
-      "Usage: sfc run --config FILE [--section.key=value ...] [--print-config]");
+      "Usage: sfc run --config FILE [--section.key=value ...] [--resume] [--print-config]\n"
+      "       mpirun -np W sfc run ...   (W = data groups x dist.site_groups)");
   all.add(cli_only).add(keys);
 
   po::variables_map vm;
@@ -369,6 +404,7 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
     throw UsageError(std::string("sfc run: ") + e.what());
   }
   out.print_config = vm.count("print-config") > 0;
+  out.resume = vm.count("resume") > 0;
   out.config.validate(/*require_paths=*/!out.print_config);
   return out;
 }

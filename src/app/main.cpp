@@ -11,6 +11,7 @@
 
 #include "sfc/app/cache_command.h"
 #include "sfc/app/command.h"
+#include "sfc/app/reduce_command.h"
 #include "sfc/app/run_command.h"
 #include "sfc/core/error.h"
 #include "sfc/text/tokenizer.h"
@@ -24,6 +25,7 @@ constexpr const char* kUsage =
     "\n"
     "Commands:\n"
     "  run      attribution of SAE error nodes (AtP, IG, exact patching) over prompt pairs (HDF5)\n"
+    "  reduce   summarise a results file: means, AtP/IG/patching correlations, top latents (/summary, CSV)\n"
     "  cache    run the model on prompts; store tokens, logits and all site activations (HDF5)\n"
     "\n"
     "Options:\n"
@@ -105,8 +107,11 @@ int main(int argc, char** argv) {
     const sfc::app::CommandArgs args{std::vector<std::string>(argv + 2, argv + argc), join_command_line(argc, argv)};
     if (command == "run") return sfc::app::run_main(args);
     if (command == "cache") return sfc::app::cache_main(args);
+    if (command == "reduce") return sfc::app::reduce_main(args);
     if (command == "tokenizer-train") return tokenizer_train_main(args);
     throw sfc::app::UsageError("unknown command '" + command + "' (see sfc --help)");
+  } catch (const sfc::app::ExitStatus& e) {
+    return e.status;
   } catch (const sfc::app::UsageError& e) {
     return report(e.what(), 2);
   } catch (const po::error& e) {

@@ -1,22 +1,41 @@
-// `sfc run`, single process: everything that can fail on bad input (config, model, tokenizer, pairs,
-// SAEs, output folder) is loaded and checked before the results file is created; then batches go
-// through the engines into the writer, and the file is committed under its final name at the end.
+// `sfc run` on W MPI ranks (W = 1 without mpirun), in four phases (DESIGN.md §2 "Distribution"):
+//   load     every rank loads the model, the pairs and the SAEs of its own nodes; any rank's bad
+//            input stops all of them before anything is written, reported once.
+//   compute  each rank runs the engines on its batches for its nodes and appends every finished
+//            batch to its shard; a signal ends the phase after the batch in flight (exit 75).
+//   combine  all ranks open the results file with MPI-IO; batch b is merged from its data group's
+//            shards and written by rank b mod W, collectively; latent sums are added in rank order.
+//   reduce   the summary pass over the finished file.
+// The numbers never depend on W: batches are the same whatever the rank count, and every node of a
+// batch is computed by exactly one rank with the same code as in a single process.
 #include "sfc/app/run_command.h"
 
+#include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <optional>
+#include <sstream>
 
 #include "sfc/app/device.h"
+#include "sfc/app/shard_rows.h"
 #include "sfc/core/error.h"
 #include "sfc/data/pairs.h"
+#include "sfc/dist/comm.h"
+#include "sfc/dist/shard.h"
+#include "sfc/dist/work_plan.h"
 #include "sfc/engines/engines.h"
 #include "sfc/h5/h5_file.h"
 #include "sfc/model/gemma2.h"
+#include "sfc/output/results_schema.h"
 #include "sfc/output/results_writer.h"
+#include "sfc/reduce/reduce.h"
 #include "sfc/sae/sae.h"
 #include "sfc/text/tokenizer.h"
 
@@ -24,10 +43,93 @@ namespace sfc::app {
 namespace {
 
 namespace fs = std::filesystem;
+namespace sc = output::schema;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// ---- signals: SLURM sends SIGTERM or the --signal of the job (SIGUSR1 here) before the limit ----
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  for (int signal : {SIGTERM, SIGUSR1, SIGINT}) sigaction(signal, &action, nullptr);
+}
+
+// ---- time per phase (schema kTimingPhases) ----
+enum Phase { kLoad, kForward, kBackward, kSae, kIg, kPatch, kComm, kIo, kNumPhases };
+static_assert(kNumPhases == sc::kTimingPhases.size());
+
+struct PhaseTimes {
+  std::vector<double> seconds = std::vector<double>(kNumPhases, 0.0);
+  int64_t batches = 0, pairs = 0;
+  // Runs f and adds its wall time to `phase`.
+  template <typename F>
+  auto time(Phase phase, F&& f) {
+    const auto t = Clock::now();
+    if constexpr (std::is_void_v<decltype(f())>) {
+      f();
+      seconds[phase] += seconds_since(t);
+    } else {
+      auto r = f();
+      seconds[phase] += seconds_since(t);
+      return r;
+    }
+  }
+};
+
+int64_t peak_rss_bytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+std::string message_of(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+// Runs `step` on every rank. If any rank fails, all of them stop: rank 0 reports the lowest failing
+// rank's message (once), the others exit quietly. For steps every rank reaches together.
+template <typename F>
+void on_all_ranks(const dist::Comm& comm, F&& step) {
+  std::string failure;
+  bool usage = false;
+  try {
+    step();
+  } catch (const UsageError& e) {
+    failure = e.what();
+    usage = true;
+  } catch (const std::exception& e) {
+    failure = message_of(e);
+  }
+  const int who = comm.first_rank_with(!failure.empty());
+  if (who < 0) return;
+  const std::string message = comm.broadcast(failure, who);
+  const bool is_usage = comm.broadcast(usage ? "1" : "0", who) == "1";
+  if (comm.rank() != 0) throw ExitStatus{is_usage ? 2 : 1};
+  const std::string where = comm.size() > 1 && who != 0 ? "rank " + std::to_string(who) + ": " : "";
+  if (is_usage) throw UsageError(where + message);
+  throw Error(where + message);
+}
+
+// Runs a step that ranks do on their own (no collective inside may wait on a failed rank): a
+// failure on one rank of several ends the whole job with its message (STYLE.md §7), instead of
+// leaving the others hung in the next collective.
+template <typename F>
+auto or_abort(const dist::Comm& comm, F&& step) {
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    if (comm.size() == 1) throw;
+    std::cerr << "sfc: error: rank " << comm.rank() << ": " << message_of(e) << std::endl;
+    comm.abort(1);
+  }
 }
 
 // RuntimeOptions speaks of flags (--device); here they are config keys.
@@ -71,106 +173,363 @@ std::optional<text::Tokenizer> load_tokenizer(const RunConfig& config, int64_t m
   return tokenizer;
 }
 
-// The SAEs of the requested sites and layers, in the model's dtype on its device.
-engines::SaeSet load_saes(const RunConfig& config, const model::Gemma2Impl& model,
-                          const std::vector<int64_t>& layers) {
-  const auto& mc = model.config();
-  const sae::SaeLocator locator(config.sae.path, sae::SaeSelection{config.sae.release, config.sae.width, config.sae.l0});
+// Everything the compute phase needs, identical on every rank except `saes` (own nodes only).
+struct Loaded {
+  RuntimeOptions runtime;
+  model::Gemma2 model{nullptr};
+  data::PairDataset dataset;
+  std::vector<int64_t> layers;
   engines::SaeSet saes;
-  for (auto& per_site : saes.sae) per_site.resize(mc.n_layer);
-  for (Site site : config.sae.site_list())
-    for (int64_t layer : layers)
-      saes.sae[static_cast<int>(site)][layer] =
-          sae::load_sae(locator.locate(site, layer), mc.site_width(site), model.dtype(), model.device());
-  return saes;
-}
+  dist::WorkPlan plan;
+  output::ResultsLayout layout;
+  engines::EngineOptions options;
+};
 
-}  // namespace
-
-void run_attribution(const RunConfig& config, const std::string& command_line) {
-  const auto t_start = Clock::now();
-  config.validate();
-  const fs::path out = config.output.path;
-  check_output_path(out);
-  const auto runtime = resolve_runtime(config);
-
-  // ---- load and check every input ----
-  model::Gemma2 model = model::load_gemma2(
-      config.model.path, model::ModelOptions{runtime.resolved_dtype, runtime.resolved_device});
-  const auto& mc = model->config();
-  std::vector<int64_t> layers = config.sae.layer_list();
-  for (int64_t layer : layers)
+Loaded load_everything(const RunConfig& config, const dist::Comm& comm) {
+  Loaded in;
+  in.runtime = resolve_runtime(config);
+  in.model = model::load_gemma2(config.model.path,
+                                model::ModelOptions{in.runtime.resolved_dtype, in.runtime.resolved_device});
+  const auto& mc = in.model->config();
+  in.layers = config.sae.layer_list();
+  for (int64_t layer : in.layers)
     if (layer >= mc.n_layer)
       throw ConfigError("sae.layers = '" + config.sae.layers + "': layer " + std::to_string(layer) +
                         " does not exist (the model has " + std::to_string(mc.n_layer) + " layers, 0.." +
                         std::to_string(mc.n_layer - 1) + ")");
-  if (layers.empty())
-    for (int64_t l = 0; l < mc.n_layer; ++l) layers.push_back(l);
+  if (in.layers.empty())
+    for (int64_t l = 0; l < mc.n_layer; ++l) in.layers.push_back(l);
 
   const auto tokenizer = load_tokenizer(config, mc.vocab_size);
   data::LoadPairsOptions pair_options;
   pair_options.on_bad_record = config.data.on_bad_record == "skip" ? data::OnBadRecord::kSkip : data::OnBadRecord::kError;
   pair_options.vocab_size = mc.vocab_size;
   pair_options.bos_id = mc.bos_id;
-  const auto dataset = data::load_pairs(config.data.pairs, tokenizer ? &*tokenizer : nullptr, pair_options);
-  const engines::SaeSet saes = load_saes(config, *model, layers);
+  in.dataset = data::load_pairs(config.data.pairs, tokenizer ? &*tokenizer : nullptr, pair_options);
 
-  engines::EngineOptions options = config.engine_options();
-  options.layers = layers;
+  dist::WorkPlanInput plan_input;
+  const int64_t N = static_cast<int64_t>(in.dataset.pairs.size());
+  plan_input.n_batches = (N + config.data.batch_size - 1) / config.data.batch_size;
+  for (Site site : config.sae.site_list())
+    for (int64_t l : in.layers) plan_input.nodes.push_back({site, l});
+  plan_input.n_layer = mc.n_layer;
+  plan_input.world_size = comm.size();
+  plan_input.site_groups = config.dist.site_groups;
+  in.plan = dist::make_work_plan(plan_input);
+
+  // Only this rank's SAEs: with site groups, no rank holds them all (the point for 131k-wide SAEs).
+  const sae::SaeLocator locator(config.sae.path, sae::SaeSelection{config.sae.release, config.sae.width, config.sae.l0});
+  for (auto& per_site : in.saes.sae) per_site.resize(mc.n_layer);
+  for (const auto& node : in.plan.ranks[comm.rank()].nodes)
+    in.saes.sae[static_cast<int>(node.site)][node.layer] = sae::load_sae(
+        locator.locate(node.site, node.layer), mc.site_width(node.site), in.model->dtype(), in.model->device());
+
+  in.options = config.engine_options();
+  in.options.layers = in.layers;
+  in.layout = output::ResultsLayout::make(in.dataset, mc.n_layer, in.saes, config.output.latent_output(),
+                                          config.output.topk);
+  return in;
+}
+
+// Every rank's latent widths are those of its own SAEs; the file needs all of them.
+void share_latent_widths(output::ResultsLayout& layout, const dist::Comm& comm) {
+  std::vector<int64_t> widths;
+  for (const auto& w : layout.latent_width) widths.insert(widths.end(), w.begin(), w.end());
+  comm.max_in_place(widths);
+  auto it = widths.begin();
+  for (auto& w : layout.latent_width)
+    for (auto& x : w) x = *it++;
+}
+
+// ---- compute ----
+
+struct ComputeOutcome {
+  bool stopped = false;
+  int signal = 0;
+  int64_t batches_done = 0;  // over all ranks, including resumed ones
+};
+
+ComputeOutcome compute_phase(const RunConfig& config, const Loaded& in, const dist::Comm& comm,
+                             dist::ShardWriter& shard, PhaseTimes& times) {
+  const auto& work = in.plan.ranks[comm.rank()];
+  const auto& mc = in.model->config();
   const bool run_atp = config.run.has_engine("atp"), run_ig = config.run.has_engine("ig"),
              run_patch = config.run.has_engine("patch");
+  const int64_t N = static_cast<int64_t>(in.dataset.pairs.size()), L = mc.n_layer;
+  const int64_t rounds = comm.max(static_cast<int64_t>(work.batches.size()));
+  const int64_t n_batches = in.plan.n_batches;
+  int64_t done = times.time(kComm, [&] { return comm.sum(static_cast<int64_t>(shard.completed().size())); });
+  // With G site groups, every batch is done when all G ranks of its data group finished it.
+  const int64_t G = in.plan.n_site_groups;
+  const auto t_start = Clock::now();
+  int64_t done_here = 0;
+  if (comm.rank() == 0 && done > 0)
+    std::cerr << "sfc run: resuming: " << done / G << "/" << n_batches << " batches already in the shards\n";
 
-  const int64_t N = static_cast<int64_t>(dataset.pairs.size()), L = mc.n_layer;
-  const auto layout = output::ResultsLayout::make(dataset, L, saes, config.output.latent_output(), config.output.topk);
-  const double load_s = seconds_since(t_start);
-  std::cerr << "sfc run: loaded model (" << L << " layers), " << N << " pairs (T = " << layout.n_tokens << ", "
-            << dataset.n_skipped << " skipped), SAEs for " << config.sae.sites << " in " << load_s << " s\n";
-
-  // ---- run ----
-  h5::H5Output output(out);
-  double engine_s = 0, write_s = 0;
-  {
-    output::ResultsWriter writer(
-        output.file(), layout,
-        output::Provenance{config.to_string(), fs::absolute(config.model.path).string(),
-                           fs::absolute(config.sae.path).string(), command_line});
-    writer.write_dataset_info(dataset);
-    const int64_t n_batches = (N + config.data.batch_size - 1) / config.data.batch_size;
-    const auto t_run = Clock::now();
-    for (int64_t first = 0, index = 0; first < N; first += config.data.batch_size, ++index) {
-      const int64_t count = std::min(config.data.batch_size, N - first);
-      auto t = Clock::now();
-      const auto batch = data::make_batch(dataset, first, count, mc.pad_id, model->device());
-      auto result = engines::empty_result(count, L, batch.n_tokens(), saes, options);
-      const auto cache = engines::run_clean_and_patch(*model, batch, saes, options);
-      if (cache.ld_clean.defined()) result.ld_clean = cache.ld_clean;
-      if (cache.ld_patch.defined()) result.ld_patch = cache.ld_patch;
-      if (run_atp) engines::run_atp(*model, batch, saes, options, cache, result);
-      if (run_ig) engines::run_ig(*model, batch, saes, options, cache, result);
-      if (run_patch) engines::run_patch(*model, batch, saes, options, cache, result);
-      engine_s += seconds_since(t);
-      t = Clock::now();
-      writer.write(batch, result);
-      write_s += seconds_since(t);
-      const int64_t done = first + count;
-      char line[160];
-      std::snprintf(line, sizeof line, "sfc run: batch %lld/%lld: %lld/%lld pairs, %.2f pairs/s\n",
-                    static_cast<long long>(index + 1), static_cast<long long>(n_batches),
-                    static_cast<long long>(done), static_cast<long long>(N),
-                    done / std::max(seconds_since(t_run), 1e-9));
+  ComputeOutcome outcome;
+  for (int64_t round = 0; round < rounds; ++round) {
+    bool did = false;
+    if (round < static_cast<int64_t>(work.batches.size()) && !shard.has(work.batches[round])) {
+      const int64_t b = work.batches[round];
+      or_abort(comm, [&] {
+        const int64_t first = b * config.data.batch_size, count = std::min(config.data.batch_size, N - first);
+        const auto batch = data::make_batch(in.dataset, first, count, mc.pad_id, in.model->device());
+        auto result = engines::empty_result(count, L, batch.n_tokens(), in.saes, in.options);
+        const auto cache = engines::run_clean_and_patch(*in.model, batch, in.saes, in.options);
+        times.seconds[kForward] += cache.forward_s;
+        times.seconds[kBackward] += cache.backward_s;
+        if (cache.ld_clean.defined()) result.ld_clean = cache.ld_clean;
+        if (cache.ld_patch.defined()) result.ld_patch = cache.ld_patch;
+        if (run_atp) times.time(kSae, [&] { engines::run_atp(*in.model, batch, in.saes, in.options, cache, result); });
+        if (run_ig) times.time(kIg, [&] { engines::run_ig(*in.model, batch, in.saes, in.options, cache, result); });
+        if (run_patch) times.time(kPatch, [&] { engines::run_patch(*in.model, batch, in.saes, in.options, cache, result); });
+        times.time(kIo, [&] {
+          const auto rows = output::ResultsWriter::make_rows(in.layout, batch, result);
+          shard.append(rows_to_record(b, rows, in.plan, work.site_group));
+        });
+        times.batches += 1;
+        times.pairs += count;
+      });
+      did = true;
+    }
+    // One vote per round: a signal on any rank stops all of them at the same batch boundary.
+    const bool stop = times.time(kComm, [&] { return comm.any(g_stop_signal != 0); });
+    const int64_t finished_now = times.time(kComm, [&] { return comm.sum(did ? 1 : 0); });
+    done += finished_now;
+    done_here += finished_now;
+    if (comm.rank() == 0 && finished_now > 0) {
+      const double elapsed = seconds_since(t_start);
+      const double rate = done_here / G / std::max(elapsed, 1e-9);  // batches/s
+      const int64_t left = n_batches - done / G;
+      const int64_t pairs_done = std::min(N, done / G * config.data.batch_size);
+      char line[200];
+      std::snprintf(line, sizeof line, "sfc run: batch %lld/%lld: %lld/%lld pairs, %.3g pairs/s, ETA %.0f s\n",
+                    static_cast<long long>(done / G), static_cast<long long>(n_batches),
+                    static_cast<long long>(pairs_done), static_cast<long long>(N), rate * config.data.batch_size,
+                    rate > 0 ? left / rate : 0.0);
       std::cerr << line << std::flush;
     }
-    const auto t = Clock::now();
-    writer.finish();
-    write_s += seconds_since(t);
-  }  // every dataset closed before commit
-  output.commit();
-  char summary[200];
-  std::snprintf(summary, sizeof summary, "sfc run: load %.2f s, engines %.2f s, write %.2f s, total %.2f s\n",
-                load_s, engine_s, write_s, seconds_since(t_start));
-  std::cerr << summary;
-  std::cout << "sfc run: wrote " << N << " pairs (L = " << L << ", T = " << layout.n_tokens << ") to "
-            << out.string() << "\n";
+    if (stop && round + 1 < rounds) {
+      outcome.stopped = true;
+      outcome.signal = static_cast<int>(g_stop_signal);
+      break;
+    }
+  }
+  outcome.batches_done = done / G;
+  return outcome;
+}
+
+// ---- combine ----
+
+void write_timing(h5::File& file, const dist::Comm& comm, const dist::WorkPlan& plan, const PhaseTimes& times,
+                  double wall_s, const RuntimeOptions& runtime) {
+  const int64_t W = comm.size(), P = kNumPhases;
+  const auto seconds = comm.gather_to_root(times.seconds);
+  const auto counts = comm.gather_to_root({static_cast<double>(times.batches), static_cast<double>(times.pairs),
+                                           static_cast<double>(peak_rss_bytes())});
+  auto group = file.create_group(sc::kTiming);
+  std::string phases;
+  for (const char* p : sc::kTimingPhases) phases += std::string(phases.empty() ? "" : ",") + p;
+  group.set_attribute(sc::kAttrPhases, phases);
+  group.set_attribute(sc::kAttrWorldSize, std::to_string(W));
+  group.set_attribute(sc::kAttrDataGroups, std::to_string(plan.n_data_groups));
+  group.set_attribute(sc::kAttrSiteGroups, std::to_string(plan.n_site_groups));
+  // Every rank must write the same attribute value: rank 0's wall time is the job's.
+  group.set_attribute(sc::kAttrWallSeconds, comm.broadcast(std::to_string(wall_s), 0));
+  group.set_attribute(sc::kAttrDevice, runtime.resolved_device.str());
+  group.set_attribute(sc::kAttrThreads, std::to_string(torch::get_num_threads()));
+  auto ds_seconds = file.create_dataset(sc::path(sc::kTiming, sc::kTimingSeconds), h5::DatasetSpec(h5::Dtype::kFloat64, {W, P}));
+  std::vector<std::pair<const sc::Entry*, int>> per_rank = {{&sc::kTimingBatches, 0}, {&sc::kTimingPairs, 1},
+                                                            {&sc::kTimingPeakRss, 2}};
+  const bool root = comm.rank() == 0;
+  ds_seconds.set_attribute(sc::kAttrDims, sc::kTimingSeconds.dims);
+  ds_seconds.write(std::vector<int64_t>{0, 0}, root ? std::vector<int64_t>{W, P} : std::vector<int64_t>{0, 0},
+                   seconds.data(), h5::Dtype::kFloat64);
+  for (const auto& [entry, column] : per_rank) {
+    auto ds = file.create_dataset(sc::path(sc::kTiming, *entry), h5::DatasetSpec(h5::Dtype::kInt64, {W}));
+    ds.set_attribute(sc::kAttrDims, entry->dims);
+    std::vector<int64_t> values;
+    if (root)
+      for (int64_t r = 0; r < W; ++r) values.push_back(static_cast<int64_t>(counts[r * 3 + column]));
+    ds.write(std::vector<int64_t>{0}, std::vector<int64_t>{root ? W : 0}, values.data(), h5::Dtype::kInt64);
+  }
+}
+
+void print_timing_summary(const dist::Comm& comm, const dist::WorkPlan& plan, const PhaseTimes& times,
+                          double wall_s, int64_t n_pairs) {
+  const auto seconds = comm.gather_to_root(times.seconds);
+  if (comm.rank() != 0) return;
+  const int64_t W = comm.size();
+  std::ostringstream s;
+  char line[160];
+  std::snprintf(line, sizeof line, "sfc run: %lld pairs on %s in %.2f s: %.3g pairs/s\n",
+                static_cast<long long>(n_pairs), plan.describe().c_str(), wall_s, n_pairs / std::max(wall_s, 1e-9));
+  s << line << "  phase        mean s     max s   (over ranks)\n";
+  std::vector<double> compute(W, 0.0);
+  for (int p = 0; p < kNumPhases; ++p) {
+    double sum = 0, max = 0;
+    for (int64_t r = 0; r < W; ++r) {
+      const double x = seconds[r * kNumPhases + p];
+      sum += x;
+      max = std::max(max, x);
+      if (p >= kForward && p <= kPatch) compute[r] += x;
+    }
+    std::snprintf(line, sizeof line, "  %-10s %8.2f  %8.2f\n", sc::kTimingPhases[p], sum / W, max);
+    s << line;
+  }
+  double mean = 0, max = 0;
+  for (double c : compute) mean += c / W, max = std::max(max, c);
+  std::snprintf(line, sizeof line, "  load imbalance (compute max/mean over ranks): %.2f\n", mean > 0 ? max / mean : 1.0);
+  s << line;
+  std::cerr << s.str();
+}
+
+// Batch b is written by rank b mod W in round b / W; a rank without a batch in a round takes part
+// with nothing, so every collective write lines up.
+void combine_phase(const RunConfig& config, const Loaded& in, const dist::Comm& comm, h5::File& file,
+                   output::ResultsWriter& writer, PhaseTimes& times) {
+  const fs::path dir = config.shard_dir();
+  const std::string fingerprint_base = config.shard_fingerprint();
+  const int64_t W = comm.size(), G = in.plan.n_site_groups;
+  std::map<int, std::unique_ptr<dist::ShardReader>> readers;
+  auto reader = [&](int rank) -> dist::ShardReader& {
+    auto& r = readers[rank];
+    if (!r) r = std::make_unique<dist::ShardReader>(dist::shard_path(dir, rank), fingerprint_base);
+    return *r;
+  };
+  const int64_t rounds = (in.plan.n_batches + W - 1) / W;
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t b = round * W + comm.rank();
+    output::BatchRows rows;
+    if (b < in.plan.n_batches) {
+      rows = times.time(kIo, [&] {
+        return or_abort(comm, [&] {
+          std::vector<dist::ShardRecord> records;
+          const int d = in.plan.data_group_of_batch(b);
+          for (int g = 0; g < G; ++g) records.push_back(reader(in.plan.rank_of(d, g)).read(b));
+          return merge_records(records, in.plan, in.layout);
+        });
+      });
+    }
+    times.time(kIo, [&] { or_abort(comm, [&] { writer.write_rows(rows); }); });
+  }
+  // Dataset-level latent sums: fp64, added in rank order onto rank 0, which writes them.
+  times.time(kComm, [&] {
+    auto& totals = writer.totals();
+    auto count = totals.count.to(torch::kDouble).contiguous();
+    comm.sum_to_root_in_rank_order(count);
+    totals.count = count.to(torch::kLong);
+    for (auto& sums : totals.sums) {
+      for (auto* x : {&sums.atp, &sums.ig}) {
+        if (x->defined()) comm.sum_to_root_in_rank_order(*x);
+      }
+      for (auto* seen : {&sums.atp_seen, &sums.ig_seen}) {
+        if (!seen->defined()) continue;
+        auto as_double = seen->to(torch::kDouble).contiguous();
+        comm.sum_to_root_in_rank_order(as_double);
+        *seen = as_double > 0;
+      }
+    }
+  });
+  times.time(kIo, [&] { writer.finish(/*write_totals=*/comm.rank() == 0); });
+}
+
+std::string file_options_note(const h5::File& file) {
+  const auto& stats = file.io_stats();
+  return std::to_string(stats.collective) + " collective transfer(s), " + std::to_string(stats.independent) +
+         " independent";
+}
+
+}  // namespace
+
+int run_attribution(const RunConfig& config, bool resume, const std::string& command_line) {
+  const auto t_start = Clock::now();
+  const dist::Comm comm;
+  PhaseTimes times;
+  config.validate();
+  const fs::path out = config.output.path, shard_dir = config.shard_dir();
+
+  // ---- load: every input checked on every rank before anything is written ----
+  Loaded in;
+  bool already_complete = false;
+  on_all_ranks(comm, [&] {
+    check_output_path(out);
+    if (comm.rank() == 0) {
+      if (!resume && fs::exists(shard_dir))
+        throw ConfigError("shards of an earlier, unfinished run are in " + shard_dir.string() +
+                          ": add --resume to continue it, or delete that folder to start over");
+      already_complete = resume && !fs::exists(shard_dir) && fs::exists(out);
+    }
+  });
+  if (comm.broadcast(already_complete ? "1" : "0", 0) == "1") {
+    if (comm.rank() == 0) std::cout << "sfc run: " << out.string() << " is complete; nothing to resume\n";
+    return 0;
+  }
+  times.time(kLoad, [&] { on_all_ranks(comm, [&] { in = load_everything(config, comm); }); });
+  share_latent_widths(in.layout, comm);
+  const int64_t N = in.layout.n_pairs;
+  if (comm.rank() == 0)
+    std::cerr << "sfc run: loaded model (" << in.layout.n_layer << " layers), " << N << " pairs (T = "
+              << in.layout.n_tokens << ", " << in.dataset.n_skipped << " skipped); " << in.plan.describe() << "\n";
+
+  // ---- compute: into this rank's shard ----
+  std::unique_ptr<dist::ShardWriter> shard;
+  on_all_ranks(comm, [&] {
+    if (comm.rank() == 0) fs::create_directories(shard_dir);
+  });
+  on_all_ranks(comm, [&] {
+    shard = std::make_unique<dist::ShardWriter>(dist::shard_path(shard_dir, comm.rank()), config.shard_fingerprint(),
+                                                resume);
+  });
+  install_stop_handlers();
+  const auto outcome = compute_phase(config, in, comm, *shard, times);
+  shard.reset();
+  if (outcome.stopped) {
+    if (comm.rank() == 0)
+      std::cerr << "sfc run: stopped by signal " << outcome.signal << " after " << outcome.batches_done << "/"
+                << in.plan.n_batches << " batches; the shards in " << shard_dir.string()
+                << " are complete: rerun with --resume to continue (exit " << kExitInterrupted << ")\n";
+    return kExitInterrupted;
+  }
+  const double compute_wall_s = seconds_since(t_start);
+
+  // ---- combine: one results file, written collectively ----
+  {
+    h5::FileOptions options;
+    options.comm = comm.get();
+    std::optional<h5::H5Output> output;
+    times.time(kIo, [&] { output.emplace(out, options); });
+    {
+      output::ResultsWriter writer(
+          output->file(), in.layout,
+          output::Provenance{config.to_string(), fs::absolute(config.model.path).string(),
+                             fs::absolute(config.sae.path).string(), command_line});
+      writer.write_dataset_info(in.dataset);
+      combine_phase(config, in, comm, output->file(), writer, times);
+      write_timing(output->file(), comm, in.plan, times, compute_wall_s, in.runtime);
+    }
+    // STYLE.md §9: collective on paper is not enough; the transfers must have been collective.
+    or_abort(comm, [&] { output->file().require_collective("results file combine"); });
+    if (comm.rank() == 0) std::cerr << "sfc run: combined with " << file_options_note(output->file()) << " on rank 0\n";
+    output->commit();
+  }
+  print_timing_summary(comm, in.plan, times, seconds_since(t_start), N);
+
+  // ---- the shards are now redundant ----
+  comm.barrier();
+  if (!config.dist.keep_shards) {
+    fs::remove(dist::shard_path(shard_dir, comm.rank()));
+    comm.barrier();
+    if (comm.rank() == 0) fs::remove_all(shard_dir);
+  }
+
+  // ---- reduce ----
+  const auto report = reduce::summarize(out, comm.get(), reduce::ReduceOptions{});
+  (void)report;
+  if (comm.rank() == 0)
+    std::cout << "sfc run: wrote " << N << " pairs (L = " << in.layout.n_layer << ", T = " << in.layout.n_tokens
+              << ") to " << out.string() << "\n";
+  return 0;
 }
 
 int run_main(const CommandArgs& args) {
@@ -183,8 +542,8 @@ int run_main(const CommandArgs& args) {
     std::cout << parsed.config.to_string();
     return 0;
   }
-  run_attribution(parsed.config, args.command_line);
-  return 0;
+  const dist::MpiSession mpi;  // finalised after every file of the run is closed
+  return run_attribution(parsed.config, parsed.resume, args.command_line);
 }
 
 }  // namespace sfc::app

@@ -69,9 +69,12 @@ BatchCache run_clean_and_patch(const model::Gemma2Impl& model, const data::PairB
   for (Site site : options.sites)
     for (int64_t l : layers) clean.record(site, l, /*grad=*/true);
   for (int64_t l = 0; l < L; ++l) clean.record(Site::kResid, l);  // the residual stream, to resume from
+  detail::Stopwatch watch(batch.clean_ids.device());
   auto h = model.forward(batch.clean_ids, &clean, &cache.kv);
   auto ld_clean = model::logit_diff(model, h, batch.answers);
+  cache.forward_s += watch.lap();
   clean.backward(ld_clean.sum());
+  cache.backward_s += watch.lap();
   cache.ld_clean = ld_clean.detach();
 
   cache.resid_in.push_back(model.embed(batch.clean_ids));
@@ -86,6 +89,7 @@ BatchCache run_clean_and_patch(const model::Gemma2Impl& model, const data::PairB
     ld_patch = model::logit_diff(model, model.forward(batch.patch_ids, &patch), batch.answers);
   }
   cache.ld_patch = ld_patch;
+  cache.forward_s += watch.lap();
 
   for (Site site : options.sites)
     for (int64_t l : layers) {

@@ -1,8 +1,10 @@
 // Small helpers shared by the engine sources (private to src/engines).
 #pragma once
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <vector>
 
 #include "sfc/data/pairs.h"
@@ -31,5 +33,23 @@ void put_scores(torch::Tensor& target, int64_t layer, const torch::Tensor& value
 // at padding (valid (B, T) false).
 void put_latents(torch::Tensor& slot, int64_t n_layer, int64_t max_width, int64_t layer, const torch::Tensor& value,
                  const torch::Tensor& valid);
+
+// Wall time between laps; on a GPU it waits for the device first, so a lap is the work's own time
+// and not the time to queue it.
+class Stopwatch {
+ public:
+  explicit Stopwatch(const torch::Device& device) : device_(device), last_(std::chrono::steady_clock::now()) {}
+  double lap() {
+    if (device_.is_cuda()) torch::cuda::synchronize(device_.index());
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return s;
+  }
+
+ private:
+  torch::Device device_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 }  // namespace sfc::engines::detail

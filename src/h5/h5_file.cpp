@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "sfc/core/error.h"
 #include "sfc/core/shapes.h"
@@ -14,6 +15,15 @@ static_assert(std::is_same_v<hid_t, sfc::h5::Id>, "sfc::h5::Id must be hid_t (HD
 static_assert(std::is_same_v<hsize_t, unsigned long long> || sizeof(hsize_t) == 8, "hsize_t is 64-bit");
 
 namespace sfc::h5 {
+
+struct FileContext {
+  std::string name;               // for messages
+  MPI_Comm comm = MPI_COMM_NULL;  // null: serial (sec2)
+  bool collective = true;
+  IoStats stats;
+  bool parallel() const { return comm != MPI_COMM_NULL; }
+};
+
 namespace {
 
 // HDF5 prints its error stack to stderr by default; we report one line instead. Turned off once,
@@ -53,6 +63,15 @@ R check(R ret, const char* call, const std::string& file, const std::string& obj
     throw Error(msg);
   }
   return ret;
+}
+
+// The MPI twin of check(). sfc_h5 cannot use sfc::dist's (that stage comes later and needs torch).
+void check_mpi(int status, const char* call, const std::string& file) {
+  if (status == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(status, text, &length);
+  throw Error(std::string(call) + " failed for " + file + ": " + std::string(text, length));
 }
 
 hid_t file_type(Dtype dtype) {
@@ -95,18 +114,71 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
-// Where parallel HDF5 will differ: the file-access property list (MPI-IO driver) ...
-Handle make_file_access(const FileOptions&, const std::string& file) {
+// Where parallel HDF5 differs: the file-access property list (MPI-IO driver) ...
+Handle make_file_access(const FileOptions& options, const std::string& file) {
   Handle fapl(check(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate", file, ""), H5Pclose);
   // Newest format: faster appends to chunked datasets and compact attribute storage.
   check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), "H5Pset_libver_bounds",
         file, "");
+  if (options.comm != MPI_COMM_NULL) {
+    check(H5Pset_fapl_mpio(fapl.get(), options.comm, MPI_INFO_NULL), "H5Pset_fapl_mpio", file, "");
+    // Metadata read once and broadcast, written once: without this every rank reads the same
+    // object headers, and the calls listed in h5_file.h would not all be collective.
+    check(H5Pset_all_coll_metadata_ops(fapl.get(), true), "H5Pset_all_coll_metadata_ops", file, "");
+    check(H5Pset_coll_metadata_write(fapl.get(), true), "H5Pset_coll_metadata_write", file, "");
+  }
   return fapl;
 }
 
+std::shared_ptr<FileContext> make_context(const std::string& name, const FileOptions& options) {
+  return std::make_shared<FileContext>(FileContext{name, options.comm, options.collective, {}});
+}
+
 // ... and the transfer property list of each read and write (collective MPI-IO).
-Handle make_transfer(const std::string& file) {
-  return Handle(check(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate", file, ""), H5Pclose);
+Handle make_transfer(const FileContext& file) {
+  Handle dxpl(check(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate", file.name, ""), H5Pclose);
+  if (file.parallel())
+    check(H5Pset_dxpl_mpio(dxpl.get(), file.collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT),
+          "H5Pset_dxpl_mpio", file.name, "");
+  return dxpl;
+}
+
+// Why HDF5 did a transfer independently, in words, from its actual I/O mode and the OR of the
+// causes of all ranks (H5D_mpio_no_collective_cause_t bits).
+std::string independent_cause(H5D_mpio_actual_io_mode_t mode, uint32_t causes) {
+  static const std::pair<uint32_t, const char*> kCauses[] = {
+      {H5D_MPIO_SET_INDEPENDENT, "independent I/O was requested (FileOptions::collective = false)"},
+      {H5D_MPIO_DATATYPE_CONVERSION, "the memory type needs conversion to the stored type"},
+      {H5D_MPIO_DATA_TRANSFORMS, "a data transform is set"},
+      {H5D_MPIO_MPI_OPT_TYPES_ENV_VAR_DISABLED, "HDF5_MPI_OPT_TYPES is 0 in the environment"},
+      {H5D_MPIO_NOT_SIMPLE_OR_SCALAR_DATASPACES, "a dataspace is neither simple nor scalar"},
+      {H5D_MPIO_NOT_CONTIGUOUS_OR_CHUNKED_DATASET, "the dataset is neither contiguous nor chunked"},
+      {H5D_MPIO_PARALLEL_FILTERED_WRITES_DISABLED, "parallel writes to filtered datasets are disabled"},
+      {H5D_MPIO_ERROR_WHILE_CHECKING_COLLECTIVE_POSSIBLE, "an error while checking whether collective I/O is possible"},
+  };
+  std::string text;
+  for (const auto& [bit, words] : kCauses)
+    if (causes & bit) text += (text.empty() ? "" : "; ") + std::string(words);
+  if (text.empty())
+    text = mode == H5D_MPIO_CHUNK_INDEPENDENT ? "HDF5 chose independent I/O for every chunk of this rank"
+                                              : "HDF5 reports no collective I/O and no cause";
+  return text;
+}
+
+// Counts one non-empty MPI-IO transfer as HDF5 says it was done (STYLE.md §9). Collective means:
+// no rank had a cause to break it, and this rank's chunks (or contiguous data) went collectively.
+void count_transfer(hid_t dxpl, FileContext& file, const std::string& path) {
+  H5D_mpio_actual_io_mode_t mode = H5D_MPIO_NO_COLLECTIVE;
+  uint32_t local = 0, global = 0;
+  check(H5Pget_mpio_actual_io_mode(dxpl, &mode), "H5Pget_mpio_actual_io_mode", file.name, path);
+  check(H5Pget_mpio_no_collective_cause(dxpl, &local, &global), "H5Pget_mpio_no_collective_cause", file.name, path);
+  const uint32_t causes = local | global;
+  if (causes == H5D_MPIO_COLLECTIVE && mode != H5D_MPIO_NO_COLLECTIVE && mode != H5D_MPIO_CHUNK_INDEPENDENT) {
+    ++file.stats.collective;
+  } else {
+    ++file.stats.independent;
+    file.stats.last_cause = path + ": " + independent_cause(mode, causes);
+  }
 }
 
 void set_string_attribute(hid_t object, const std::string& name, const std::string& value,
@@ -202,7 +274,7 @@ void Handle::close(const std::string& what) {
 
 // --- Dataset ------------------------------------------------------------------------------------
 
-Dataset::Dataset(Handle handle, std::string file, std::string path)
+Dataset::Dataset(Handle handle, std::shared_ptr<FileContext> file, std::string path)
     : handle_(std::move(handle)), file_(std::move(file)), path_(std::move(path)) {}
 
 int64_t Dataset::element_count(const std::vector<int64_t>& shape) {
@@ -212,31 +284,31 @@ int64_t Dataset::element_count(const std::vector<int64_t>& shape) {
 }
 
 std::vector<int64_t> Dataset::shape() const {
-  Handle space(check(H5Dget_space(handle_.get()), "H5Dget_space", file_, path_), H5Sclose);
-  const int rank = check(H5Sget_simple_extent_ndims(space.get()), "H5Sget_simple_extent_ndims", file_, path_);
+  Handle space(check(H5Dget_space(handle_.get()), "H5Dget_space", file_->name, path_), H5Sclose);
+  const int rank = check(H5Sget_simple_extent_ndims(space.get()), "H5Sget_simple_extent_ndims", file_->name, path_);
   std::vector<hsize_t> dims(rank);
-  check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), "H5Sget_simple_extent_dims", file_,
+  check(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), "H5Sget_simple_extent_dims", file_->name,
         path_);
   return {dims.begin(), dims.end()};
 }
 
 Dtype Dataset::dtype() const {
-  Handle type(check(H5Dget_type(handle_.get()), "H5Dget_type", file_, path_), H5Tclose);
+  Handle type(check(H5Dget_type(handle_.get()), "H5Dget_type", file_->name, path_), H5Tclose);
   const H5T_class_t cls = H5Tget_class(type.get());
   const size_t size = H5Tget_size(type.get());
   if (cls == H5T_FLOAT && size == 4) return Dtype::kFloat32;
   if (cls == H5T_FLOAT && size == 8) return Dtype::kFloat64;
   if (cls == H5T_INTEGER && size == 4) return Dtype::kInt32;
   if (cls == H5T_INTEGER && size == 8) return Dtype::kInt64;
-  throw Error(file_ + ": dataset " + path_ + " has a type other than float32/64 or int32/64");
+  throw Error(file_->name + ": dataset " + path_ + " has a type other than float32/64 or int32/64");
 }
 
 void Dataset::resize_rows(int64_t rows) {
   auto dims = shape();
-  if (dims.empty()) throw Error(file_ + ": cannot resize scalar dataset " + path_);
+  if (dims.empty()) throw Error(file_->name + ": cannot resize scalar dataset " + path_);
   dims[0] = rows;
   const auto hdims = to_hsize(dims);
-  check(H5Dset_extent(handle_.get(), hdims.data()), "H5Dset_extent", file_, path_);
+  check(H5Dset_extent(handle_.get(), hdims.data()), "H5Dset_extent", file_->name, path_);
 }
 
 Handle Dataset::file_selection(const std::vector<int64_t>& start, const std::vector<int64_t>& count,
@@ -246,56 +318,70 @@ Handle Dataset::file_selection(const std::vector<int64_t>& start, const std::vec
   for (size_t i = 0; ok && i < dims.size(); ++i)
     ok = start[i] >= 0 && count[i] >= 0 && start[i] + count[i] <= dims[i];
   if (!ok)
-    throw Error(file_ + ": " + op + " of " + path_ + " at start " + shape_str(start) + " count " +
+    throw Error(file_->name + ": " + op + " of " + path_ + " at start " + shape_str(start) + " count " +
                 shape_str(count) + " is outside its shape " + shape_str(dims));
-  Handle space(check(H5Dget_space(handle_.get()), "H5Dget_space", file_, path_), H5Sclose);
-  if (!dims.empty()) {
+  Handle space(check(H5Dget_space(handle_.get()), "H5Dget_space", file_->name, path_), H5Sclose);
+  if (element_count(count) == 0) {
+    check(H5Sselect_none(space.get()), "H5Sselect_none", file_->name, path_);
+  } else if (!dims.empty()) {
     const auto hstart = to_hsize(start), hcount = to_hsize(count);
     check(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, hstart.data(), nullptr, hcount.data(), nullptr),
-          "H5Sselect_hyperslab", file_, path_);
+          "H5Sselect_hyperslab", file_->name, path_);
   }
   return space;
 }
 
-// A contiguous host buffer of shape `count`, as HDF5 sees it.
+// A contiguous host buffer of shape `count`, as HDF5 sees it; zero elements select none.
 Handle Dataset::memory_space(const std::vector<int64_t>& count) const {
   const auto hcount = to_hsize(count);
-  return Handle(check(H5Screate_simple(static_cast<int>(hcount.size()), hcount.data(), nullptr), "H5Screate_simple",
-                      file_, path_),
-                H5Sclose);
+  Handle space(check(H5Screate_simple(static_cast<int>(hcount.size()), hcount.data(), nullptr), "H5Screate_simple",
+                     file_->name, path_),
+               H5Sclose);
+  if (element_count(count) == 0) check(H5Sselect_none(space.get()), "H5Sselect_none", file_->name, path_);
+  return space;
+}
+
+void Dataset::transfer(bool write, const std::vector<int64_t>& start, const std::vector<int64_t>& count,
+                       void* buffer, Dtype mem_dtype) const {
+  Handle file_space = file_selection(start, count, write ? "write" : "read");
+  const bool empty = element_count(count) == 0;
+  // Serial: nothing to do. MPI-IO: the other ranks wait in the same H5Dwrite/H5Dread, so an empty
+  // rank still calls it with nothing selected.
+  if (empty && !file_->parallel()) return;
+  Handle mem_space = memory_space(count);
+  Handle xfer = make_transfer(*file_);
+  if (write)
+    check(H5Dwrite(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), buffer),
+          "H5Dwrite", file_->name, path_);
+  else
+    check(H5Dread(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), buffer),
+          "H5Dread", file_->name, path_);
+  // An empty rank may report "no collective" for its own (absent) part: not counted.
+  if (file_->parallel() && !empty) count_transfer(xfer.get(), *file_, path_);
 }
 
 void Dataset::write(const std::vector<int64_t>& start, const std::vector<int64_t>& count, const void* data,
                     Dtype mem_dtype) {
-  Handle file_space = file_selection(start, count, "write");
-  if (element_count(count) == 0) return;
-  Handle mem_space = memory_space(count);
-  Handle xfer = make_transfer(file_);
-  check(H5Dwrite(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), data),
-        "H5Dwrite", file_, path_);
+  // H5Dwrite takes const void*; transfer() shares one signature with read.
+  transfer(true, start, count, const_cast<void*>(data), mem_dtype);
 }
 
 void Dataset::read(const std::vector<int64_t>& start, const std::vector<int64_t>& count, void* out,
                    Dtype mem_dtype) const {
-  Handle file_space = file_selection(start, count, "read");
-  if (element_count(count) == 0) return;
-  Handle mem_space = memory_space(count);
-  Handle xfer = make_transfer(file_);
-  check(H5Dread(handle_.get(), memory_type(mem_dtype), mem_space.get(), file_space.get(), xfer.get(), out),
-        "H5Dread", file_, path_);
+  transfer(false, start, count, out, mem_dtype);
 }
 
 void Dataset::set_attribute(const std::string& name, const std::string& value) {
-  set_string_attribute(handle_.get(), name, value, file_, path_);
+  set_string_attribute(handle_.get(), name, value, file_->name, path_);
 }
 
 std::string Dataset::attribute(const std::string& name) const {
-  return get_string_attribute(handle_.get(), name, file_, path_);
+  return get_string_attribute(handle_.get(), name, file_->name, path_);
 }
 
 // --- Group --------------------------------------------------------------------------------------
 
-Group::Group(Handle handle, std::string file, std::string path)
+Group::Group(Handle handle, std::shared_ptr<FileContext> file, std::string path)
     : handle_(std::move(handle)), file_(std::move(file)), path_(std::move(path)) {}
 
 std::string Group::full_path(const std::string& path) const {
@@ -308,7 +394,7 @@ bool Group::exists(const std::string& path) const {
   std::string prefix = path.size() && path[0] == '/' ? "/" : "";
   for (const auto& part : split_path(path)) {
     prefix += (prefix.empty() || prefix == "/" ? "" : "/") + part;
-    if (check(H5Lexists(handle_.get(), prefix.c_str(), H5P_DEFAULT), "H5Lexists", file_, full_path(prefix)) <= 0)
+    if (check(H5Lexists(handle_.get(), prefix.c_str(), H5P_DEFAULT), "H5Lexists", file_->name, full_path(prefix)) <= 0)
       return false;
   }
   return true;
@@ -318,9 +404,9 @@ Group Group::create_group(const std::string& path) {
   std::string prefix = path.size() && path[0] == '/' ? "/" : "";
   for (const auto& part : split_path(path)) {
     prefix += (prefix.empty() || prefix == "/" ? "" : "/") + part;
-    if (check(H5Lexists(handle_.get(), prefix.c_str(), H5P_DEFAULT), "H5Lexists", file_, full_path(prefix)) <= 0)
+    if (check(H5Lexists(handle_.get(), prefix.c_str(), H5P_DEFAULT), "H5Lexists", file_->name, full_path(prefix)) <= 0)
       Handle(check(H5Gcreate2(handle_.get(), prefix.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                   "H5Gcreate2", file_, full_path(prefix)),
+                   "H5Gcreate2", file_->name, full_path(prefix)),
              H5Gclose);
   }
   return open_group(path);
@@ -328,12 +414,12 @@ Group Group::create_group(const std::string& path) {
 
 Group Group::open_group(const std::string& path) const {
   if (path.empty() || path == "/")
-    return Group(Handle(check(H5Gopen2(handle_.get(), path.empty() ? "." : "/", H5P_DEFAULT), "H5Gopen2", file_,
+    return Group(Handle(check(H5Gopen2(handle_.get(), path.empty() ? "." : "/", H5P_DEFAULT), "H5Gopen2", file_->name,
                               full_path(path)),
                         H5Gclose),
                  file_, path.empty() ? path_ : "/");
-  if (!exists(path)) throw Error(file_ + ": no group " + full_path(path));
-  return Group(Handle(check(H5Gopen2(handle_.get(), path.c_str(), H5P_DEFAULT), "H5Gopen2", file_, full_path(path)),
+  if (!exists(path)) throw Error(file_->name + ": no group " + full_path(path));
+  return Group(Handle(check(H5Gopen2(handle_.get(), path.c_str(), H5P_DEFAULT), "H5Gopen2", file_->name, full_path(path)),
                       H5Gclose),
                file_, full_path(path));
 }
@@ -341,15 +427,15 @@ Group Group::open_group(const std::string& path) const {
 Dataset Group::create_dataset(const std::string& path, const DatasetSpec& spec) {
   const std::string where = full_path(path);
   const auto parts = split_path(path);
-  if (parts.empty()) throw Error(file_ + ": empty dataset name");
-  if (exists(path)) throw Error(file_ + ": dataset " + where + " already exists");
+  if (parts.empty()) throw Error(file_->name + ": empty dataset name");
+  if (exists(path)) throw Error(file_->name + ": dataset " + where + " already exists");
   const size_t slash = path.find_last_of('/');
   if (slash != std::string::npos && slash > 0) create_group(path.substr(0, slash));
 
   const size_t rank = spec.shape.size();
-  if (rank == 0) throw Error(file_ + ": dataset " + where + " needs at least one dimension");
+  if (rank == 0) throw Error(file_->name + ": dataset " + where + " needs at least one dimension");
   for (int64_t d : spec.shape)
-    if (d < 0) throw Error(file_ + ": dataset " + where + " has a negative dimension " + shape_str(spec.shape));
+    if (d < 0) throw Error(file_->name + ": dataset " + where + " has a negative dimension " + shape_str(spec.shape));
 
   // The first dimension (rows) can always grow; a zero-sized dimension must be growable too,
   // because HDF5 refuses a chunk larger than a fixed dimension.
@@ -372,7 +458,7 @@ Dataset Group::create_dataset(const std::string& path, const DatasetSpec& spec) 
       chunk[largest] = (chunk[largest] + 1) / 2;
     }
   }
-  if (chunk.size() != rank) throw Error(file_ + ": chunk " + shape_str(chunk) + " of " + where + " has the wrong rank");
+  if (chunk.size() != rank) throw Error(file_->name + ": chunk " + shape_str(chunk) + " of " + where + " has the wrong rank");
   for (size_t i = 0; i < rank; ++i) {
     chunk[i] = std::max<int64_t>(chunk[i], 1);
     if (maxdims[i] != H5S_UNLIMITED) chunk[i] = std::min<int64_t>(chunk[i], spec.shape[i]);
@@ -380,10 +466,10 @@ Dataset Group::create_dataset(const std::string& path, const DatasetSpec& spec) 
   const auto hchunk = to_hsize(chunk);
 
   Handle space(check(H5Screate_simple(static_cast<int>(rank), dims.data(), maxdims.data()), "H5Screate_simple",
-                     file_, where),
+                     file_->name, where),
                H5Sclose);
-  Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", file_, where), H5Pclose);
-  check(H5Pset_chunk(dcpl.get(), static_cast<int>(rank), hchunk.data()), "H5Pset_chunk", file_, where);
+  Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", file_->name, where), H5Pclose);
+  check(H5Pset_chunk(dcpl.get(), static_cast<int>(rank), hchunk.data()), "H5Pset_chunk", file_->name, where);
   if (spec.fill) {
     // Stored in the dataset's own type, so NaN stays NaN and -1 stays -1.
     const double f = *spec.fill;
@@ -394,41 +480,45 @@ Dataset Group::create_dataset(const std::string& path, const DatasetSpec& spec) 
                         : spec.dtype == Dtype::kFloat64 ? static_cast<const void*>(&f)
                         : spec.dtype == Dtype::kInt32   ? static_cast<const void*>(&i32)
                                                         : static_cast<const void*>(&i64);
-    check(H5Pset_fill_value(dcpl.get(), memory_type(spec.dtype), value), "H5Pset_fill_value", file_, where);
-    check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_IFSET), "H5Pset_fill_time", file_, where);
+    check(H5Pset_fill_value(dcpl.get(), memory_type(spec.dtype), value), "H5Pset_fill_value", file_->name, where);
+    check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_IFSET), "H5Pset_fill_time", file_->name, where);
   }
-  if (spec.deflate > 0) check(H5Pset_deflate(dcpl.get(), spec.deflate), "H5Pset_deflate", file_, where);
+  if (spec.deflate > 0) check(H5Pset_deflate(dcpl.get(), spec.deflate), "H5Pset_deflate", file_->name, where);
+  // Parallel HDF5 allocates file space collectively: all chunks (and their fill values) now, while
+  // all ranks are here, not later inside a write that only some ranks' selections reach.
+  if (file_->parallel())
+    check(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time", file_->name, where);
 
   Handle dataset(check(H5Dcreate2(handle_.get(), path.c_str(), file_type(spec.dtype), space.get(), H5P_DEFAULT,
                                   dcpl.get(), H5P_DEFAULT),
-                       "H5Dcreate2", file_, where),
+                       "H5Dcreate2", file_->name, where),
                  H5Dclose);
   return Dataset(std::move(dataset), file_, where);
 }
 
 Dataset Group::open_dataset(const std::string& path) const {
-  if (!exists(path)) throw Error(file_ + ": no dataset " + full_path(path));
+  if (!exists(path)) throw Error(file_->name + ": no dataset " + full_path(path));
   return Dataset(
-      Handle(check(H5Dopen2(handle_.get(), path.c_str(), H5P_DEFAULT), "H5Dopen2", file_, full_path(path)), H5Dclose),
+      Handle(check(H5Dopen2(handle_.get(), path.c_str(), H5P_DEFAULT), "H5Dopen2", file_->name, full_path(path)), H5Dclose),
       file_, full_path(path));
 }
 
 void Group::set_attribute(const std::string& name, const std::string& value) {
-  set_string_attribute(handle_.get(), name, value, file_, path_);
+  set_string_attribute(handle_.get(), name, value, file_->name, path_);
 }
 
 std::string Group::attribute(const std::string& name) const {
-  return get_string_attribute(handle_.get(), name, file_, path_);
+  return get_string_attribute(handle_.get(), name, file_->name, path_);
 }
 
 bool Group::has_attribute(const std::string& name) const {
-  return check(H5Aexists(handle_.get(), name.c_str()), "H5Aexists", file_, path_ + " attribute " + name) > 0;
+  return check(H5Aexists(handle_.get(), name.c_str()), "H5Aexists", file_->name, path_ + " attribute " + name) > 0;
 }
 
 // --- File ---------------------------------------------------------------------------------------
 
-File::File(Handle file_handle, Handle root, const std::filesystem::path& file)
-    : Group(std::move(root), file.string(), "/"), file_handle_(std::move(file_handle)), file_path_(file) {}
+File::File(Handle file_handle, Handle root, std::shared_ptr<FileContext> context, const std::filesystem::path& file)
+    : Group(std::move(root), std::move(context), "/"), file_handle_(std::move(file_handle)), file_path_(file) {}
 
 File File::create(const std::filesystem::path& file, const FileOptions& options) {
   silence_hdf5_once();
@@ -436,7 +526,7 @@ File File::create(const std::filesystem::path& file, const FileOptions& options)
   Handle fapl = make_file_access(options, name);
   Handle f(check(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", name, ""), H5Fclose);
   Handle root(check(H5Gopen2(f.get(), "/", H5P_DEFAULT), "H5Gopen2", name, "/"), H5Gclose);
-  return File(std::move(f), std::move(root), file);
+  return File(std::move(f), std::move(root), make_context(name, options), file);
 }
 
 File File::open_existing(const std::filesystem::path& file, const FileOptions& options, unsigned flags) {
@@ -447,7 +537,7 @@ File File::open_existing(const std::filesystem::path& file, const FileOptions& o
   Handle fapl = make_file_access(options, name);
   Handle f(check(H5Fopen(name.c_str(), flags, fapl.get()), "H5Fopen", name, ""), H5Fclose);
   Handle root(check(H5Gopen2(f.get(), "/", H5P_DEFAULT), "H5Gopen2", name, "/"), H5Gclose);
-  return File(std::move(f), std::move(root), file);
+  return File(std::move(f), std::move(root), make_context(name, options), file);
 }
 
 File File::open_read_only(const std::filesystem::path& file, const FileOptions& options) {
@@ -459,18 +549,29 @@ File File::open_read_write(const std::filesystem::path& file, const FileOptions&
 }
 
 void File::flush() {
-  check(H5Fflush(file_handle_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", file_, "");
+  check(H5Fflush(file_handle_.get(), H5F_SCOPE_GLOBAL), "H5Fflush", file_->name, "");
 }
 
 void File::close() {
   if (!file_handle_.valid()) return;
   handle_.reset();  // the root group
   const ssize_t open = check(H5Fget_obj_count(file_handle_.get(), H5F_OBJ_ALL | H5F_OBJ_LOCAL), "H5Fget_obj_count",
-                             file_, "");
+                             file_->name, "");
   if (open > 1)  // the file itself counts as one
-    throw Error(file_ + ": " + std::to_string(open - 1) +
+    throw Error(file_->name + ": " + std::to_string(open - 1) +
                 " datasets/groups are still open when closing the file (close them first)");
-  file_handle_.close(file_);
+  file_handle_.close(file_->name);
+}
+
+const IoStats& File::io_stats() const { return file_->stats; }
+
+void File::require_collective(const std::string& what) const {
+  const IoStats& s = file_->stats;
+  if (s.independent == 0) return;
+  throw Error(file_->name + ": " + what + ": " + std::to_string(s.independent) + " of " +
+              std::to_string(s.independent + s.collective) +
+              " data transfers were independent, not collective (last: " + s.last_cause +
+              "); keep memory and stored types equal and FileOptions::collective true");
 }
 
 // --- H5Output -----------------------------------------------------------------------------------
@@ -480,23 +581,35 @@ std::filesystem::path H5Output::partial_name(const std::filesystem::path& out) {
 }
 
 H5Output::H5Output(const std::filesystem::path& out, const FileOptions& options)
-    : final_(out), partial_(partial_name(out)) {
-  file_.emplace(File::create(partial_, options));
+    : final_(out), partial_(partial_name(out)), comm_(options.comm) {
+  if (comm_ != MPI_COMM_NULL) check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank", partial_.string());
+  file_.emplace(File::create(partial_, options));  // collective in MPI-IO mode
 }
 
 void H5Output::commit() {
   if (committed_) return;
   file_->close();
+  const bool parallel = comm_ != MPI_COMM_NULL;
+  // MPI-IO: every rank's data is in the file only once all ranks have closed it.
+  if (parallel) check_mpi(MPI_Barrier(comm_), "MPI_Barrier", partial_.string());
   std::error_code ec;
-  std::filesystem::rename(partial_, final_, ec);
-  if (ec) throw Error("cannot rename " + partial_.string() + " to " + final_.string() + ": " + ec.message());
+  if (rank_ == 0) std::filesystem::rename(partial_, final_, ec);
+  // A broadcast of rank 0's result instead of a second barrier: it holds every rank back until the
+  // rename is done just the same, and makes a failed rename an error on all ranks, not only on 0.
+  int failed = ec ? 1 : 0;
+  if (parallel) check_mpi(MPI_Bcast(&failed, 1, MPI_INT, 0, comm_), "MPI_Bcast", partial_.string());
+  if (failed)
+    throw Error("cannot rename " + partial_.string() + " to " + final_.string() +
+                (rank_ == 0 ? ": " + ec.message() : std::string(" (on rank 0)")));
   committed_ = true;
 }
 
 H5Output::~H5Output() {
   if (committed_) return;
-  // Unfinished: close what we can and remove the partial file so nothing looks like a result.
+  // Unfinished: close what we can (collectively in MPI-IO mode) and remove the partial file so
+  // nothing looks like a result; one rank removes it, the others would race it.
   file_.reset();
+  if (rank_ != 0) return;
   std::error_code ec;
   std::filesystem::remove(partial_, ec);
 }

@@ -113,17 +113,17 @@ ResultsWriter::ResultsWriter(h5::File& file, const ResultsLayout& layout, const 
   }
   for (const auto& e : sc::kResidPostDatasets) create(sc::path(sc::kResidPost, e), e, {N, L, T});
 
-  count_ = torch::zeros({T}, torch::kLong);
+  totals_.count = torch::zeros({T}, torch::kLong);
   create(sc::path(sc::kLatents, sc::kLatentCount), sc::kLatentCount, {T});
   for (Site site : kAllSites) {
     const int64_t F = layout_.max_width(site);
     file_.set_attribute(sc::attr_n_latents(site), std::to_string(F));
     if (F == 0) continue;
-    auto& s = sums_[static_cast<int>(site)];
+    auto& s = totals_.sums[static_cast<int>(site)];
     s.atp = torch::zeros({L, T, F}, torch::kDouble);
     s.ig = torch::zeros({L, T, F}, torch::kDouble);
-    s.atp_computed = torch::zeros({L, T}, torch::kBool);
-    s.ig_computed = torch::zeros({L, T}, torch::kBool);
+    s.atp_seen = torch::zeros({L, T}, torch::kBool);
+    s.ig_seen = torch::zeros({L, T}, torch::kBool);
     for (const auto* e : {&sc::kAtpSum, &sc::kIgSum})
       create(sc::path(sc::kLatents, site, *e), *e, {L, T, F});
     if (layout_.latents == engines::LatentOutput::kSum) {
@@ -172,53 +172,73 @@ void ResultsWriter::write_dataset_info(const data::PairDataset& dataset) {
   pairs.set_attribute(sc::kAttrSkipReasons, reasons);
 }
 
-// x (B, L, T_b) or (B, L): float32 rows [first, first + B) of `path`; NaN where !valid.
-void ResultsWriter::write_scores(const std::string& path, const torch::Tensor& x, const torch::Tensor& valid,
-                                 int64_t first, const char* what) {
-  if (!x.defined()) return;  // not computed: the fill value (NaN) stays
-  const int64_t B = valid.size(0), Tb = valid.size(1), L = layout_.n_layer;
-  const bool per_position = dataset(path).shape().size() == 3;
+namespace {
+
+// x (B, L, T_b) or (B, L) of a score -> float32 block, NaN past each prompt; undefined stays undefined.
+torch::Tensor score_block(const torch::Tensor& x, const torch::Tensor& valid, int64_t L, bool per_position,
+                          const std::string& what) {
+  if (!x.defined()) return {};  // not computed: the fill value (NaN) stays
+  const int64_t B = valid.size(0), Tb = valid.size(1);
   expect_shape(x, per_position ? std::vector<int64_t>{B, L, Tb} : std::vector<int64_t>{B, L}, what);
   auto h = host(x, torch::kFloat);
   if (per_position) h = mask_positions(h, valid).contiguous();
-  const std::vector<int64_t> start = per_position ? std::vector<int64_t>{first, 0, 0} : std::vector<int64_t>{first, 0};
-  dataset(path).write<float>(start, h.sizes().vec(), h.data_ptr<float>());
+  return h;
 }
 
-void ResultsWriter::write(const data::PairBatch& batch, const engines::BatchResult& result) {
-  if (finished_) throw Error("results writer: write after finish");
-  const int64_t B = batch.size(), Tb = batch.n_tokens(), first = batch.first;
-  if (first < 0 || first + B > layout_.n_pairs || Tb > layout_.n_tokens)
+// Pair by pair in pair order: the fp64 sums do not depend on how pairs were batched.
+// x (B, L, Tb, F) float32, NaN-masked -> sum (L, Tb, F) fp64 and seen (L, Tb) bool.
+std::pair<torch::Tensor, torch::Tensor> batch_latent_sum(const torch::Tensor& x) {
+  auto sum = torch::zeros({x.size(1), x.size(2), x.size(3)}, torch::kDouble);
+  auto seen = torch::zeros({x.size(1), x.size(2)}, torch::kBool);
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    const auto xb = x[b].to(torch::kDouble);  // (L, Tb, F)
+    const auto nan = torch::isnan(xb);
+    sum.add_(xb.masked_fill(nan, 0.0));
+    seen.logical_or_(nan.logical_not().any(-1));
+  }
+  return {sum, seen};
+}
+
+}  // namespace
+
+BatchRows ResultsWriter::make_rows(const ResultsLayout& layout, const data::PairBatch& batch,
+                                   const engines::BatchResult& result) {
+  const int64_t B = batch.size(), Tb = batch.n_tokens(), first = batch.first, L = layout.n_layer;
+  if (first < 0 || first + B > layout.n_pairs || Tb > layout.n_tokens)
     throw Error("results writer: batch of rows [" + std::to_string(first) + ", " + std::to_string(first + B) +
-                ") and " + std::to_string(Tb) + " tokens does not fit N=" + std::to_string(layout_.n_pairs) +
-                ", T=" + std::to_string(layout_.n_tokens));
+                ") and " + std::to_string(Tb) + " tokens does not fit N=" + std::to_string(layout.n_pairs) +
+                ", T=" + std::to_string(layout.n_tokens));
   const auto valid = batch.valid.to(torch::kCPU).to(torch::kBool);  // (B, Tb)
   expect_shape(valid, {B, Tb}, "batch.valid");
+  BatchRows rows;
+  rows.first = first;
+  rows.n_rows = B;
+  auto put = [&](const std::string& path, torch::Tensor block) {
+    if (block.defined()) rows.blocks[path] = block.contiguous();
+  };
 
   // /pairs
   auto ids32 = [&](const torch::Tensor& ids) {  // (B, Tb) int64 -> int32, -1 after the prompt
-    return host(ids, torch::kInt).masked_fill(valid.logical_not(), -1).contiguous();
+    return host(ids, torch::kInt).masked_fill(valid.logical_not(), -1);
   };
-  const auto clean = ids32(batch.clean_ids), patch = ids32(batch.patch_ids);
-  dataset(sc::path(sc::kPairs, sc::kCleanIds)).write<int32_t>({first, 0}, {B, Tb}, clean.data_ptr<int32_t>());
-  dataset(sc::path(sc::kPairs, sc::kPatchIds)).write<int32_t>({first, 0}, {B, Tb}, patch.data_ptr<int32_t>());
+  put(sc::path(sc::kPairs, sc::kCleanIds), ids32(batch.clean_ids));
+  put(sc::path(sc::kPairs, sc::kPatchIds), ids32(batch.patch_ids));
   const auto answer_ids = host(batch.answers.ids, torch::kInt);  // (B, A)
   expect_shape(answer_ids.select(1, 0), {B}, "batch.answers.ids");
-  const std::array<std::pair<const sc::Entry*, torch::Tensor>, 4> rows = {{
+  const std::array<std::pair<const sc::Entry*, torch::Tensor>, 4> pair_rows = {{
       {&sc::kLength, host(batch.length, torch::kInt)},
       {&sc::kAnswerPos, host(batch.answers.pos, torch::kInt)},
-      {&sc::kCleanAnswer, answer_ids.select(1, 0).contiguous()},
-      {&sc::kPatchAnswer, answer_ids.select(1, 1).contiguous()},
+      {&sc::kCleanAnswer, answer_ids.select(1, 0)},
+      {&sc::kPatchAnswer, answer_ids.select(1, 1)},
   }};
-  for (const auto& [entry, x] : rows) {
+  for (const auto& [entry, x] : pair_rows) {
     expect_shape(x, {B}, std::string("batch ") + entry->name);
-    dataset(sc::path(sc::kPairs, *entry)).write<int32_t>({first}, {B}, x.data_ptr<int32_t>());
+    put(sc::path(sc::kPairs, *entry), x);
   }
   for (const auto& [entry, x] : {std::pair{&sc::kLdClean, result.ld_clean}, std::pair{&sc::kLdPatch, result.ld_patch}}) {
     if (!x.defined()) continue;
     expect_shape(x, {B}, std::string("result ") + entry->name);
-    const auto h = host(x, torch::kFloat);
-    dataset(sc::path(sc::kPairs, *entry)).write<float>({first}, {B}, h.data_ptr<float>());
+    put(sc::path(sc::kPairs, *entry), host(x, torch::kFloat));
   }
 
   // /error/<site>, /resid_post
@@ -232,92 +252,139 @@ void ResultsWriter::write(const data::PairBatch& batch, const engines::BatchResu
         {&sc::kPatchEffectGlobalNorm, &e.patch_effect_global_norm},
     }};
     for (const auto& [entry, x] : scores)
-      write_scores(sc::path(sc::kError, site, *entry), *x, valid, first, ("error." + s + "." + entry->name).c_str());
+      put(sc::path(sc::kError, site, *entry),
+          score_block(*x, valid, L, std::string(entry->dims) == "N,L,T", "error." + s + "." + entry->name));
   }
   const auto& r = result.resid_post;
   for (const auto& [entry, x] : {std::pair{&sc::kAtp, &r.atp}, std::pair{&sc::kDeltaNorm, &r.delta_norm},
                                  std::pair{&sc::kGradNorm, &r.grad_norm}, std::pair{&sc::kCos, &r.cos}})
-    write_scores(sc::path(sc::kResidPost, *entry), *x, valid, first,
-                 (std::string("resid_post.") + entry->name).c_str());
+    put(sc::path(sc::kResidPost, *entry), score_block(*x, valid, L, true, std::string("resid_post.") + entry->name));
 
   // /latents
-  const auto length = batch.length.to(torch::kCPU).to(torch::kLong);
-  for (int64_t b = 0; b < B; ++b) count_.narrow(0, 0, std::min(length[b].item<int64_t>(), Tb)).add_(1);
-  for (Site site : kAllSites)
-    if (layout_.max_width(site) > 0) write_latents(site, batch, result.latents[static_cast<int>(site)], valid);
-}
-
-void ResultsWriter::write_latents(Site site, const data::PairBatch& batch, const engines::SiteLatentScores& scores,
-                                  const torch::Tensor& valid) {
-  const int64_t B = batch.size(), Tb = batch.n_tokens(), first = batch.first, L = layout_.n_layer;
-  const int64_t F = layout_.max_width(site), k = layout_.topk;
-  auto& sums = sums_[static_cast<int>(site)];
-  const std::string s = site_name(site);
-
-  auto prepare = [&](const torch::Tensor& x, const char* name) {  // -> (B, L, Tb, F) fp32 host, NaN-masked
-    expect_shape(x, {B, L, Tb, F}, "latents." + s + "." + name);
-    return mask_positions(host(x, torch::kFloat), valid).contiguous();
-  };
-  // Pair by pair in pair order: the fp64 sums do not depend on how pairs were batched.
-  auto accumulate = [&](const torch::Tensor& x, torch::Tensor& sum, torch::Tensor& computed) {
-    auto window = sum.narrow(1, 0, Tb);                // (L, Tb, F)
-    auto seen = computed.narrow(1, 0, Tb);             // (L, Tb)
-    for (int64_t b = 0; b < B; ++b) {
-      const auto xb = x[b].to(torch::kDouble);         // (L, Tb, F)
-      const auto nan = torch::isnan(xb);
-      window.add_(xb.masked_fill(nan, 0.0));
-      seen.logical_or_(nan.logical_not().any(-1));
+  for (Site site : kAllSites) {
+    const int64_t F = layout.max_width(site), k = layout.topk;
+    if (F == 0) continue;
+    const auto& scores = result.latents[static_cast<int>(site)];
+    const std::string s = site_name(site);
+    auto& sums = rows.latent_sums[static_cast<int>(site)];
+    auto prepare = [&](torch::Tensor x, const char* name) {  // -> (B, L, Tb, F) fp32 host, NaN-masked
+      // A rank owning only a site's narrower SAEs makes them as wide as its widest: NaN-pad to F.
+      if (x.dim() == 4 && x.size(3) < F)
+        x = torch::cat({x, torch::full({x.size(0), x.size(1), x.size(2), F - x.size(3)}, kNan, x.options())}, 3);
+      expect_shape(x, {B, L, Tb, F}, "latents." + s + "." + name);
+      return mask_positions(host(x, torch::kFloat), valid).contiguous();
+    };
+    if (scores.atp.defined()) {
+      const auto atp = prepare(scores.atp, "atp");
+      std::tie(sums.atp, sums.atp_seen) = batch_latent_sum(atp);
+      if (layout.latents == engines::LatentOutput::kSum) {
+        // Top-k by |AtP| with NaN ranked below every number; slots past the computed ones: -1 / NaN.
+        const int64_t kk = std::min(k, F);
+        const auto key = atp.abs().masked_fill(torch::isnan(atp), -1.0);  // (B, L, Tb, F)
+        const auto top = key.topk(kk, -1, /*largest=*/true, /*sorted=*/true);
+        const auto absent = std::get<0>(top) < 0;                          // (B, L, Tb, kk)
+        auto index = torch::full({B, L, Tb, k}, -1, torch::kInt);
+        auto value = torch::full({B, L, Tb, k}, kNan, torch::kFloat);
+        index.narrow(3, 0, kk).copy_(std::get<1>(top).to(torch::kInt).masked_fill(absent, -1));
+        value.narrow(3, 0, kk).copy_(atp.gather(-1, std::get<1>(top)).masked_fill(absent, kNan));
+        put(sc::path(sc::kLatents, site, sc::kAtpTopkIndex), index);
+        put(sc::path(sc::kLatents, site, sc::kAtpTopkValue), value);
+      } else if (layout.latents == engines::LatentOutput::kFull) {
+        put(sc::path(sc::kLatents, site, sc::kLatentAtp), atp);
+      }
     }
-  };
-
-  if (scores.atp.defined()) {
-    const auto atp = prepare(scores.atp, "atp");
-    accumulate(atp, sums.atp, sums.atp_computed);
-    if (layout_.latents == engines::LatentOutput::kSum) {
-      // Top-k by |AtP| with NaN ranked below every number; slots past the computed ones: -1 / NaN.
-      const int64_t kk = std::min(k, F);
-      const auto key = atp.abs().masked_fill(torch::isnan(atp), -1.0);  // (B, L, Tb, F)
-      const auto top = key.topk(kk, -1, /*largest=*/true, /*sorted=*/true);
-      const auto absent = std::get<0>(top) < 0;                          // (B, L, Tb, kk)
-      auto index = torch::full({B, L, Tb, k}, -1, torch::kInt);
-      auto value = torch::full({B, L, Tb, k}, kNan, torch::kFloat);
-      index.narrow(3, 0, kk).copy_(std::get<1>(top).to(torch::kInt).masked_fill(absent, -1));
-      value.narrow(3, 0, kk).copy_(atp.gather(-1, std::get<1>(top)).masked_fill(absent, kNan));
-      dataset(sc::path(sc::kLatents, site, sc::kAtpTopkIndex))
-          .write<int32_t>({first, 0, 0, 0}, {B, L, Tb, k}, index.data_ptr<int32_t>());
-      dataset(sc::path(sc::kLatents, site, sc::kAtpTopkValue))
-          .write<float>({first, 0, 0, 0}, {B, L, Tb, k}, value.data_ptr<float>());
-    } else if (layout_.latents == engines::LatentOutput::kFull) {
-      dataset(sc::path(sc::kLatents, site, sc::kLatentAtp))
-          .write<float>({first, 0, 0, 0}, {B, L, Tb, F}, atp.data_ptr<float>());
+    if (scores.ig.defined()) {
+      const auto ig = prepare(scores.ig, "ig");
+      std::tie(sums.ig, sums.ig_seen) = batch_latent_sum(ig);
+      if (layout.latents == engines::LatentOutput::kFull) put(sc::path(sc::kLatents, site, sc::kLatentIg), ig);
     }
   }
-  if (scores.ig.defined()) {
-    const auto ig = prepare(scores.ig, "ig");
-    accumulate(ig, sums.ig, sums.ig_computed);
-    if (layout_.latents == engines::LatentOutput::kFull)
-      dataset(sc::path(sc::kLatents, site, sc::kLatentIg))
-          .write<float>({first, 0, 0, 0}, {B, L, Tb, F}, ig.data_ptr<float>());
+  return rows;
+}
+
+void ResultsWriter::write(const data::PairBatch& batch, const engines::BatchResult& result) {
+  write_rows(make_rows(layout_, batch, result));
+}
+
+void ResultsWriter::write_rows(const BatchRows& rows) {
+  if (finished_) throw Error("results writer: write after finish");
+  for (const auto& [path, block] : rows.blocks)
+    if (!datasets_.count(path)) throw Error("results writer: batch has a block for " + path + ", which this file lacks");
+  // Every dataset in the map's (sorted) order, so collective writes line up across ranks.
+  for (auto& [path, ds] : datasets_) {
+    const auto it = rows.blocks.find(path);
+    const auto rank = ds.shape().size();
+    std::vector<int64_t> start(rank, 0), count(rank, 0);
+    const void* data = nullptr;
+    h5::Dtype mem = ds.dtype();
+    if (path == sc::path(sc::kLatents, sc::kLatentCount)) {
+      // written by finish()
+    } else if (it != rows.blocks.end()) {
+      const auto& block = it->second;
+      if (block.dim() != static_cast<int64_t>(rank) || block.size(0) != rows.n_rows)
+        throw Error("results writer: block for " + path + " has shape " + shape_str(block.sizes().vec()) +
+                    " for " + std::to_string(rows.n_rows) + " rows");
+      start[0] = rows.first;
+      count = block.sizes().vec();
+      data = block.data_ptr();
+      switch (block.scalar_type()) {
+        case torch::kFloat: mem = h5::Dtype::kFloat32; break;
+        case torch::kDouble: mem = h5::Dtype::kFloat64; break;
+        case torch::kInt: mem = h5::Dtype::kInt32; break;
+        case torch::kLong: mem = h5::Dtype::kInt64; break;
+        default: throw Error("results writer: block for " + path + " has an unsupported element type");
+      }
+    }
+    ds.write(start, count, data, mem);
+  }
+
+  // Totals.
+  const auto length = rows.blocks.find(sc::path(sc::kPairs, sc::kLength));
+  if (length != rows.blocks.end()) {
+    const auto len = length->second.to(torch::kLong);
+    for (int64_t b = 0; b < len.size(0); ++b)
+      totals_.count.narrow(0, 0, std::min(len[b].item<int64_t>(), layout_.n_tokens)).add_(1);
+  }
+  for (Site site : kAllSites) {
+    const auto& add = rows.latent_sums[static_cast<int>(site)];
+    auto& total = totals_.sums[static_cast<int>(site)];
+    for (const auto& [x, seen, sum, sum_seen] :
+         {std::tuple{add.atp, add.atp_seen, total.atp, total.atp_seen},
+          std::tuple{add.ig, add.ig_seen, total.ig, total.ig_seen}}) {
+      if (!x.defined()) continue;
+      if (!sum.defined()) throw Error(std::string("results writer: latent sums for site ") + site_name(site) + ", which has no SAE");
+      const int64_t Tb = x.size(1);
+      sum.narrow(1, 0, Tb).add_(x);
+      sum_seen.narrow(1, 0, Tb).logical_or_(seen);
+    }
   }
 }
 
-void ResultsWriter::finish() {
+void ResultsWriter::finish(bool write_totals) {
   if (finished_) return;
   const int64_t L = layout_.n_layer, T = layout_.n_tokens;
-  dataset(sc::path(sc::kLatents, sc::kLatentCount)).write<int64_t>({0}, {T}, count_.data_ptr<int64_t>());
+  auto write_or_join = [&](const std::string& path, std::vector<int64_t> shape, const torch::Tensor& x,
+                           h5::Dtype mem) {
+    if (write_totals) {
+      dataset(path).write(std::vector<int64_t>(shape.size(), 0), shape, x.data_ptr(), mem);
+    } else {
+      dataset(path).write(std::vector<int64_t>(shape.size(), 0), std::vector<int64_t>(shape.size(), 0), nullptr, mem);
+    }
+  };
+  write_or_join(sc::path(sc::kLatents, sc::kLatentCount), {T}, totals_.count, h5::Dtype::kInt64);
   for (Site site : kAllSites) {
     const int64_t F = layout_.max_width(site);
     if (F == 0) continue;
-    auto& sums = sums_[static_cast<int>(site)];
+    auto& sums = totals_.sums[static_cast<int>(site)];
     const auto& widths = layout_.latent_width[static_cast<int>(site)];
-    for (const auto& [entry, sum, computed] : {std::tuple{&sc::kAtpSum, sums.atp, sums.atp_computed},
-                                               std::tuple{&sc::kIgSum, sums.ig, sums.ig_computed}}) {
+    for (const auto& [entry, sum, computed] : {std::tuple{&sc::kAtpSum, sums.atp, sums.atp_seen},
+                                               std::tuple{&sc::kIgSum, sums.ig, sums.ig_seen}}) {
       // NaN where no pair computed the node, and past a narrower layer's width.
       auto out = sum.masked_fill(computed.logical_not().unsqueeze(-1), kNan);
       for (int64_t l = 0; l < L; ++l)
         if (widths[l] < F) out[l].narrow(1, widths[l], F - widths[l]).fill_(kNan);
       out = out.contiguous();
-      dataset(sc::path(sc::kLatents, site, *entry)).write<double>({0, 0, 0}, {L, T, F}, out.data_ptr<double>());
+      write_or_join(sc::path(sc::kLatents, site, *entry), {L, T, F}, out, h5::Dtype::kFloat64);
     }
   }
   datasets_.clear();  // closes them: the file can be committed

@@ -56,6 +56,10 @@ def check_schema(f):
         if attr not in f[S.PAIRS].attrs:
             errors.append(f"/pairs attribute '{attr}' missing")
     expected = S.expected_datasets(f)
+    if S.TIMING not in f:
+        errors.append(f"{S.TIMING} missing")
+    if S.SUMMARY in f:  # the reduction pass's datasets (checked in detail by check_reduce.py)
+        expected.update(S.expected_summary_datasets(f))
     for path, (shape, dtype) in expected.items():
         if path not in f:
             errors.append(f"{path} missing")

@@ -138,6 +138,23 @@ TEST(H5File, ErrorsNameTheFile) {
   EXPECT_THROW(File::create(dir / "no" / "such" / "dir.h5"), sfc::Error);
 }
 
+TEST(H5File, ZeroCountIsANoOpInSerialMode) {
+  TempDir dir;
+  File f = File::create(dir / "z.h5");
+  Dataset ds = f.create_dataset("x", {Dtype::kFloat32, {2, 2}, NAN});
+  // A rank with no rows in MPI-IO mode makes these calls; serially they do nothing, null data too.
+  ds.write<float>({0, 0}, {0, 2}, nullptr);
+  ds.write<float>({2, 0}, {0, 2}, nullptr);  // empty, at the end: still inside the shape
+  EXPECT_TRUE(ds.read<float>({1, 1}, {1, 0}).empty());
+  EXPECT_THROW(ds.write<float>({3, 0}, {0, 2}, nullptr), sfc::Error);  // empty, but past the end
+  EXPECT_THROW(ds.write<float>({0, 0}, {-1, 2}, nullptr), sfc::Error);
+  for (float v : ds.read_all<float>()) EXPECT_TRUE(std::isnan(v));
+  // Serial files count no transfers, so the collective check has nothing to object to.
+  EXPECT_EQ(f.io_stats().collective, 0);
+  EXPECT_EQ(f.io_stats().independent, 0);
+  EXPECT_NO_THROW(f.require_collective("serial writes"));
+}
+
 TEST(H5Output, UncommittedLeavesNoFile) {
   TempDir dir;
   const auto out = dir / "run.h5";

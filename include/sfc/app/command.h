@@ -21,6 +21,16 @@ class UsageError : public ConfigError {
   using ConfigError::ConfigError;
 };
 
+// Exit status of a run stopped by SIGTERM/SIGUSR1/SIGINT after finishing its batch: its shards are
+// complete and `--resume` continues it. 75 is EX_TEMPFAIL ("try again later") of sysexits.h.
+inline constexpr int kExitInterrupted = 75;
+
+// Ends a command with a status and no message of its own: thrown on the ranks of an MPI job whose
+// error rank 0 already reports, so a user reads it once.
+struct ExitStatus {
+  int status = 1;
+};
+
 // Arguments after the command name, and the whole command line as typed (kept in output files).
 struct CommandArgs {
   std::vector<std::string> args;

@@ -106,6 +106,17 @@ struct OutputSection {
   engines::LatentOutput latent_output() const;
 };
 
+// [dist]: how `sfc run` splits work over MPI ranks and keeps it safe on disk (DESIGN.md §2).
+struct DistSection {
+  int site_groups = 1;      // G: ranks that share a data group's batches, each with part of the sites
+  std::string shards;       // folder of per-rank shard files; empty = <output.path>.shards
+  bool keep_shards = false; // keep the shards after a successful combine
+
+  void add_options(boost::program_options::options_description& desc);
+  void validate() const;
+  std::string to_string() const;
+};
+
 struct RunConfig {
   ModelSection model;
   SaeSection sae;
@@ -114,6 +125,7 @@ struct RunConfig {
   IgSection ig;
   PatchSection patch;
   OutputSection output;
+  DistSection dist;
 
   // Every key of every section, named "<section>.<key>".
   void add_options(boost::program_options::options_description& desc);
@@ -126,6 +138,10 @@ struct RunConfig {
   // What the engines take from it (layers: empty = all).
   engines::EngineOptions engine_options() const;
   std::filesystem::path tokenizer_path() const;  // model.tokenizer or its default
+  std::filesystem::path shard_dir() const;       // dist.shards or <output.path>.shards
+  // The keys that decide what a shard holds (not where it runs: device, threads and paths of the
+  // output are left out), for refusing to resume another run's shards.
+  std::string shard_fingerprint() const;
 };
 
 // What the command line asked for besides the keys.
@@ -133,6 +149,7 @@ struct RunCommandLine {
   RunConfig config;
   std::string config_file;  // --config, empty if none
   bool print_config = false;
+  bool resume = false;      // --resume: keep the finished batches of an interrupted run
   bool help = false;
   std::string help_text;
 };

@@ -23,6 +23,8 @@ struct BatchCache {
   // Keys and values of the clean run: patched and interpolated runs recompute only the positions
   // from the first changed one on and read the earlier ones from here.
   model::KvCache kv;
+  // Wall time of the clean and patch forwards and of the clean backward (for /timing).
+  double forward_s = 0, backward_s = 0;
   const torch::Tensor& at(const std::vector<torch::Tensor>& v, Site site, int64_t layer) const {
     return v[layer * kNumSites + static_cast<int>(site)];
   }

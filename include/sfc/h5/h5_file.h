@@ -6,12 +6,34 @@
 // HDF5 1.10; the .cpp checks that). Every HDF5 return code is checked in one place and turned into an
 // sfc::Error naming the HDF5 call, the file and the object (STYLE.md §7).
 //
-// Serial (sec2 driver) for now. FileOptions is where a later MPI-IO collective mode plugs in: the
-// file-access property list and the per-write transfer property list are each made in one function.
+// Two modes, chosen per file by FileOptions: serial (sec2 driver, no MPI needed, not even MPI_Init)
+// and MPI-IO (FileOptions::comm set), where every rank of the communicator opens the same file.
+// In MPI-IO mode these rules hold (parallel HDF5 hangs or corrupts the file otherwise):
+//   - Collective metadata: every call other than Dataset::write/read and the local getters (path,
+//     shape, dtype, io_stats, require_collective) reads or writes metadata collectively: creating
+//     and opening files, groups and datasets, exists, attributes, resize_rows, flush, close,
+//     H5Output::commit. ALL ranks make these calls in the same order with identical arguments
+//     (identical attribute values too).
+//   - Data: every rank calls each Dataset::write/read the same number of times, in the same order,
+//     each with its own (disjoint, for writes) hyperslab; a rank with nothing to do passes a zero
+//     count ("empty participation") instead of skipping the call.
+//   - File::io_stats/require_collective check afterwards that HDF5 really did collective I/O
+//     (STYLE.md §9): it silently falls back to independent I/O for some layouts and conversions.
 #pragma once
+
+// MPI's C API only: Open MPI's (and MPICH's) mpi.h would otherwise pull in the long-removed C++
+// bindings, whose inline code needs libmpi_cxx at link time.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -33,6 +55,17 @@ template <> struct DtypeOf<int64_t> { static constexpr Dtype value = Dtype::kInt
 // True when the linked libhdf5 was built with MPI (H5_HAVE_PARALLEL). The serial driver used here
 // works with it without MPI_Init (tests/unit/test_h5_file.cpp checks both).
 bool hdf5_is_parallel();
+
+// Data transfers (Dataset::write/read) of one file in MPI-IO mode, as HDF5 reports it did them.
+// Empty selections (zero-count participation) are not counted; serial files count nothing.
+struct IoStats {
+  int64_t collective = 0, independent = 0;
+  std::string last_cause;  // why HDF5 did the last independent transfer independently
+};
+
+// What one file's groups and datasets share with it (name, MPI-IO mode, IoStats); defined in the
+// .cpp. Shared ownership keeps the counters valid for a Dataset that outlives its File.
+struct FileContext;
 
 // Move-only owner of one hid_t and the H5?close function that frees it. Never closed by hand.
 class Handle {
@@ -78,7 +111,7 @@ struct DatasetSpec {
 
 class Dataset {
  public:
-  Dataset(Handle handle, std::string file, std::string path);
+  Dataset(Handle handle, std::shared_ptr<FileContext> file, std::string path);
 
   const std::string& path() const { return path_; }
   std::vector<int64_t> shape() const;
@@ -88,12 +121,15 @@ class Dataset {
 
   // Writes `count` elements starting at `start` (one entry per dimension) from a contiguous
   // row-major host buffer of type `mem_dtype`. Appending a batch of rows = start (n0, 0, ...).
+  // A zero in `count` writes nothing: a no-op in serial mode, an empty participation in the
+  // (collective) transfer in MPI-IO mode, where `data` may be null.
   void write(const std::vector<int64_t>& start, const std::vector<int64_t>& count, const void* data,
              Dtype mem_dtype);
   template <typename T>
   void write(const std::vector<int64_t>& start, const std::vector<int64_t>& count, const T* data) {
     write(start, count, data, DtypeOf<T>::value);
   }
+  // In MPI-IO mode every rank writes the whole dataset: give all ranks the same data.
   template <typename T>
   void write_all(const std::vector<T>& data) {
     write(std::vector<int64_t>(shape().size(), 0), shape(), data.data(), DtypeOf<T>::value);
@@ -122,16 +158,19 @@ class Dataset {
   Handle memory_space(const std::vector<int64_t>& count) const;
   Handle file_selection(const std::vector<int64_t>& start, const std::vector<int64_t>& count,
                         const char* op) const;
+  // H5Dwrite (write = true) or H5Dread with the file's transfer mode, counted in its IoStats.
+  void transfer(bool write, const std::vector<int64_t>& start, const std::vector<int64_t>& count, void* buffer,
+                Dtype mem_dtype) const;
 
   Handle handle_;
-  std::string file_;  // for messages
+  std::shared_ptr<FileContext> file_;
   std::string path_;
 };
 
 // A group (the root group of a file too). Paths are relative to it, "a/b/c" style; "/x" is absolute.
 class Group {
  public:
-  Group(Handle handle, std::string file, std::string path);
+  Group(Handle handle, std::shared_ptr<FileContext> file, std::string path);
 
   const std::string& path() const { return path_; }
   // Creates the group and any missing intermediate groups; an existing group is opened.
@@ -151,12 +190,18 @@ class Group {
  protected:
   std::string full_path(const std::string& path) const;
   Handle handle_;
-  std::string file_;
+  std::shared_ptr<FileContext> file_;
   std::string path_;
 };
 
-// Where a later MPI-IO collective mode will go (communicator, collective transfers).
-struct FileOptions {};
+// How a file is opened. Default: serial. With a communicator: MPI-IO, all of its ranks take part in
+// every call listed at the top of this header; `comm` must stay valid while the file is open.
+struct FileOptions {
+  MPI_Comm comm = MPI_COMM_NULL;
+  // Collective data transfers (H5FD_MPIO_COLLECTIVE); false = independent, for comparison and tests
+  // (HDF5 then refuses writes to deflated datasets).
+  bool collective = true;
+};
 
 // An open HDF5 file; its root group's methods work on it directly.
 class File : public Group {
@@ -173,10 +218,16 @@ class File : public Group {
   void close();
   bool is_open() const { return file_handle_.valid(); }
 
+  // MPI-IO mode: how the non-empty transfers of this rank so far were done (nothing in serial mode).
+  const IoStats& io_stats() const;
+  // Throws an Error naming the file, `what` and HDF5's cause if any transfer counted in io_stats()
+  // was independent. Local to this rank: call it on every rank (or reduce the counts yourself).
+  void require_collective(const std::string& what) const;
+
  private:
   // H5Fopen of an existing file with `flags` (H5F_ACC_RDONLY or H5F_ACC_RDWR).
   static File open_existing(const std::filesystem::path& file, const FileOptions& options, unsigned flags);
-  File(Handle file_handle, Handle root, const std::filesystem::path& file);
+  File(Handle file_handle, Handle root, std::shared_ptr<FileContext> context, const std::filesystem::path& file);
   Handle file_handle_;
   std::filesystem::path file_path_;
 };
@@ -184,7 +235,8 @@ class File : public Group {
 // A results file that only appears under its final name when the run finishes: writes go to
 // `<out>.partial`; commit() closes it and renames it over `<out>`. Destroyed without commit()
 // (an exception, a crash), the partial file is removed, or left behind by a hard crash, but never
-// under the final name.
+// under the final name. With a communicator all ranks create the partial file together; commit()
+// closes it on all ranks, then rank 0 alone renames it (no rank returns before the rename).
 class H5Output {
  public:
   explicit H5Output(const std::filesystem::path& out, const FileOptions& options = {});
@@ -201,6 +253,8 @@ class H5Output {
 
  private:
   std::filesystem::path final_, partial_;
+  MPI_Comm comm_ = MPI_COMM_NULL;  // from FileOptions; null in serial mode
+  int rank_ = 0;
   std::optional<File> file_;
   bool committed_ = false;
 };

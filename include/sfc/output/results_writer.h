@@ -1,7 +1,10 @@
 // Writes the `sfc run` results file (names in results_schema.h): creates every dataset up front,
-// NaN/-1-filled, then writes each batch's BatchResult as hyperslabs of rows [first, first + B) and
-// positions [0, T_batch). Memory grows with the batch and with the latent sums (L, T, F) per site,
-// never with the number of pairs. Knows nothing of the model or of MPI.
+// NaN/-1-filled, then writes each batch as hyperslabs of rows [first, first + B) and positions
+// [0, T_batch). Two steps, so a distributed run can keep the middle on disk: make_rows turns a
+// BatchResult into exactly the blocks the file gets (masked, top-k taken, in file types) plus the
+// batch's latent sums; write_rows puts them in the file. Memory grows with the batch and with the
+// latent sums (L, T, F) per site, never with the number of pairs. Knows nothing of the model or of
+// MPI; in a collective file every rank calls write_rows the same number of times.
 #pragma once
 
 #include <torch/types.h>
@@ -37,6 +40,28 @@ struct ResultsLayout {
                             engines::LatentOutput latents, int64_t topk);
 };
 
+// One batch, ready for the file.
+struct BatchRows {
+  int64_t first = 0;   // first row
+  int64_t n_rows = 0;  // B
+  // Dataset path -> (B, ...) CPU contiguous block in the dataset's element type, covering the
+  // batch's rows and positions [0, T_batch). A dataset not listed keeps its fill value.
+  std::map<std::string, torch::Tensor> blocks;
+  // Latent sums over the batch's pairs, per site: (L, T_batch, F) fp64 with NaN counted as 0, and
+  // (L, T_batch) bool "some pair had a value". Undefined when the site has none.
+  struct LatentSum {
+    torch::Tensor atp, ig, atp_seen, ig_seen;
+  };
+  std::array<LatentSum, kNumSites> latent_sums;
+};
+
+// The dataset-level latent sums of the file, per site ((L, T, F) fp64 and (L, T) bool), and the
+// pairs per position (T) int64. A distributed run adds the ranks' totals before finish().
+struct LatentTotals {
+  std::array<BatchRows::LatentSum, kNumSites> sums;
+  torch::Tensor count;
+};
+
 // Root attributes (provenance).
 struct Provenance {
   std::string config;        // resolved INI text
@@ -59,29 +84,29 @@ class ResultsWriter {
   // Positions at or after a prompt's length are written as NaN whatever the result holds. Latent
   // sums are accumulated in fp64 pair by pair, so they do not depend on the batching.
   void write(const data::PairBatch& batch, const engines::BatchResult& result);
-  // Writes the latent sums and counts and closes every dataset (before H5Output::commit).
-  void finish();
+  // The blocks write() would write, without writing them.
+  static BatchRows make_rows(const ResultsLayout& layout, const data::PairBatch& batch,
+                             const engines::BatchResult& result);
+  // Writes every block of `rows` and adds its latent sums to the totals. Visits every dataset of the
+  // file in one fixed order, writing nothing to those `rows` lacks (an empty BatchRows is how a
+  // rank with no batch left takes part in a collective round).
+  void write_rows(const BatchRows& rows);
+  LatentTotals& totals() { return totals_; }
+  // Writes the latent totals and counts (only when write_totals: one rank of a collective file
+  // writes them, the others take part with nothing), closes every dataset (before
+  // H5Output::commit).
+  void finish(bool write_totals = true);
 
   const ResultsLayout& layout() const { return layout_; }
 
  private:
-  struct LatentSums {
-    torch::Tensor atp, ig;                    // (L, T, F) fp64, NaN ignored
-    torch::Tensor atp_computed, ig_computed;  // (L, T) bool: some pair had a value there
-  };
-
   h5::Dataset& dataset(const std::string& path);
   void create(const std::string& path, const schema::Entry& entry, std::vector<int64_t> shape);
-  void write_scores(const std::string& path, const torch::Tensor& x, const torch::Tensor& valid, int64_t first,
-                    const char* what);
-  void write_latents(Site site, const data::PairBatch& batch, const engines::SiteLatentScores& scores,
-                     const torch::Tensor& valid);
 
   h5::File& file_;
   ResultsLayout layout_;
   std::map<std::string, h5::Dataset> datasets_;
-  std::array<LatentSums, kNumSites> sums_;
-  torch::Tensor count_;  // (T) int64: pairs having position t
+  LatentTotals totals_;
   bool finished_ = false;
 };
 

@@ -1,0 +1,116 @@
+// `sfc reduce FILE`: parses the flags, makes sure MPI is up, runs sfc::reduce::summarize on
+// MPI_COMM_WORLD and prints what it wrote (rank 0).
+#include "sfc/app/reduce_command.h"
+
+#include <mpi.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "sfc/core/error.h"
+
+namespace sfc::app {
+namespace {
+
+namespace po = boost::program_options;
+
+// MPI_Init unless MPI is up already, MPI_Finalize at scope exit if this guard started it. A
+// stand-in until the shared MPI session of `sfc` main (sfc::dist::MpiSession) owns MPI for every
+// command; then this goes.
+class MpiGuard {
+ public:
+  MpiGuard() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return;
+    if (MPI_Init(nullptr, nullptr) != MPI_SUCCESS) throw Error("MPI_Init failed");
+    owns_ = true;
+  }
+  ~MpiGuard() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owns_ && !finalized) MPI_Finalize();
+  }
+  MpiGuard(const MpiGuard&) = delete;
+  MpiGuard& operator=(const MpiGuard&) = delete;
+
+ private:
+  bool owns_ = false;
+};
+
+}  // namespace
+
+ReduceCommandLine parse_reduce_command_line(const std::vector<std::string>& args) {
+  ReduceCommandLine out;
+  std::string file;
+  po::options_description options(
+      "sfc reduce: summarise a results file of `sfc run` into its /summary group and <stem>.summary.csv\n"
+      "Usage: sfc reduce FILE [--topk K]\n"
+      "       mpirun -np W sfc reduce FILE   (pairs split over W ranks; same numbers for any W)\n"
+      "Options");
+  options.add_options()("help,h", "show this help")(
+      "topk", po::value(&out.options.topk)->default_value(out.options.topk),
+      "latents kept per (site, layer), ranked by the sum over positions of |mean AtP|")(
+      "leaf-rows", po::value(&out.options.leaf_rows)->default_value(out.options.leaf_rows),
+      "pairs per leaf of the fixed summation tree (results change in the last bits only; for tests)")(
+      "no-csv", "do not write <stem>.summary.csv");
+  po::options_description hidden;
+  hidden.add_options()("file", po::value(&file), "results file");
+  po::options_description all;
+  all.add(options).add(hidden);
+  po::positional_options_description positional;
+  positional.add("file", 1);
+
+  po::variables_map vm;
+  try {
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(args).options(all).positional(positional).style(style).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(std::string("sfc reduce: ") + e.what());
+  }
+  if (vm.count("help")) {
+    std::ostringstream text;
+    text << options;
+    out.help = true;
+    out.help_text = text.str();
+    return out;
+  }
+  if (file.empty()) throw UsageError("sfc reduce: which results file? (sfc reduce FILE; see sfc reduce --help)");
+  out.file = file;
+  out.options.write_csv = vm.count("no-csv") == 0;
+  try {
+    out.options.validate();
+  } catch (const ConfigError& e) {
+    throw UsageError(std::string("sfc reduce: ") + e.what());
+  }
+  return out;
+}
+
+int reduce_main(const CommandArgs& args) {
+  const ReduceCommandLine parsed = parse_reduce_command_line(args.args);
+  if (parsed.help) {
+    std::cout << parsed.help_text << "\n";
+    return 0;
+  }
+  MpiGuard mpi;
+  const auto report = reduce::summarize(parsed.file, MPI_COMM_WORLD, parsed.options);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (rank == 0) {
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "sfc reduce: %d rank(s): moments %.2f s, spearman %.2f s, write %.2f s, total %.2f s\n",
+                  report.n_ranks, report.moments_s, report.spearman_s, report.write_s, report.total_s);
+    std::cerr << line;
+    std::cout << "sfc reduce: wrote /summary (" << report.n_pairs << " pairs, L = " << report.n_layer
+              << ", T = " << report.n_tokens << ") to " << parsed.file.string();
+    if (!report.csv.empty()) std::cout << " and " << report.csv.string();
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace sfc::app

@@ -1,0 +1,191 @@
+// sfc::reduce::summarize under `mpirun -np 3` (ctest label mpi) on synthetic results files: the same
+// /summary on 3 ranks as on one (bit for bit), with more ranks than leaves, with no pairs at all, and
+// a bad file failing on every rank alike. tests/cli/check_reduce.py checks the numbers with numpy.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "sfc/core/error.h"
+#include "sfc/h5/h5_file.h"
+#include "sfc/output/results_schema.h"
+#include "sfc/reduce/reduce.h"
+#include "support/cli_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace sc = sfc::output::schema;
+using sfc::test::TempDir;
+
+int mpi_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+// One folder for all ranks, made by rank 0, removed after every rank is done.
+class SharedTempDir {
+ public:
+  SharedTempDir() {
+    std::string name;
+    if (mpi_rank() == 0) name = dir_.emplace().path().string();
+    int length = static_cast<int>(name.size());
+    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    name.resize(length);
+    MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+    path_ = name;
+  }
+  ~SharedTempDir() { MPI_Barrier(MPI_COMM_WORLD); }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::optional<TempDir> dir_;
+  fs::path path_;
+};
+
+// A results file with random scores: NaN past each pair's length and here and there, exact zeros
+// (ties) before position 2, latent sums for the resid site only. Rank 0 writes it.
+void write_synthetic(const fs::path& path, int64_t N, int64_t L, int64_t T, int64_t F, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> unit(0, 1);
+  std::uniform_int_distribution<int64_t> length_of(std::max<int64_t>(1, T / 2), T);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto f = sfc::h5::File::create(path);
+  f.set_attribute(sc::kAttrSchemaVersion, sc::kSchemaVersion);
+  f.set_attribute(sc::kAttrNPairs, std::to_string(N));
+  f.set_attribute(sc::kAttrNLayer, std::to_string(L));
+  f.set_attribute(sc::kAttrNTokens, std::to_string(T));
+  for (sfc::Site site : sfc::kAllSites)
+    f.set_attribute(sc::attr_n_latents(site), site == sfc::Site::kResid ? std::to_string(F) : "0");
+  std::vector<int32_t> length(N), answer(N);
+  for (int64_t i = 0; i < N; ++i)
+    answer[i] = static_cast<int32_t>((length[i] = static_cast<int32_t>(length_of(rng))) - 1);
+  f.create_dataset(sc::path(sc::kPairs, sc::kAnswerPos), {sfc::h5::Dtype::kInt32, {N}}).write_all(answer);
+  auto scores = [&](const std::string& where, float offset) {
+    std::vector<float> x(N * L * T);
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t l = 0; l < L; ++l)
+        for (int64_t t = 0; t < T; ++t) {
+          float v = offset + normal(rng);
+          if (t < 2) v = 0;
+          if (t >= length[i] || unit(rng) < 0.05f) v = nan;
+          x[(i * L + l) * T + t] = v;
+        }
+    f.create_dataset(where, {sfc::h5::Dtype::kFloat32, {N, L, T}}).write_all(x);
+  };
+  for (sfc::Site site : sfc::kAllSites)
+    for (const auto& entry : sc::kSummaryErrorMetrics) scores(sc::path(sc::kError, site, entry), 0);
+  for (const auto& entry : sc::kResidPostDatasets) scores(sc::path(sc::kResidPost, entry), 50);
+  std::vector<int64_t> count(T, 0);
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t t = 0; t < length[i]; ++t) ++count[t];
+  f.create_dataset(sc::path(sc::kLatents, sc::kLatentCount), {sfc::h5::Dtype::kInt64, {T}}).write_all(count);
+  for (const auto* entry : {&sc::kAtpSum, &sc::kIgSum}) {
+    std::vector<double> sums(L * T * F);
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < F; ++j)
+          sums[(l * T + t) * F + j] = count[t] > 0 ? count[t] * double(normal(rng)) : std::nan("");
+    f.create_dataset(sc::path(sc::kLatents, sfc::Site::kResid, *entry), {sfc::h5::Dtype::kFloat64, {L, T, F}})
+        .write_all(sums);
+  }
+  f.close();
+}
+
+// Runs check_reduce.py on rank 0; every rank gets its exit status.
+int check(const SharedTempDir& dir, const fs::path& file, const std::string& extra = "") {
+  int status = 0;
+  if (mpi_rank() == 0) {
+    TempDir scratch;
+    const auto r =
+        sfc::test::run(sfc::test::python(sfc::test::quote(std::string(SFC_SOURCE_DIR) + "/tests/cli/check_reduce.py") +
+                                         " " + sfc::test::quote(file.string()) + " " + extra),
+                       scratch);
+    status = r.status;
+    if (status != 0) ADD_FAILURE() << r.err << r.out;
+  }
+  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return status;
+}
+
+// `file` on all ranks of the world, and a copy of it on rank 0 alone: the same summary.
+void expect_same_on_world_and_one_rank(const SharedTempDir& dir, const fs::path& file, int64_t leaf_rows) {
+  const fs::path alone = file.parent_path() / ("alone-" + file.filename().string());
+  if (mpi_rank() == 0) fs::copy_file(file, alone);
+  sfc::reduce::ReduceOptions options;
+  options.leaf_rows = leaf_rows;
+  options.topk = 4;
+  const auto report = sfc::reduce::summarize(file, MPI_COMM_WORLD, options);
+  EXPECT_EQ(report.n_ranks, 3);
+  if (mpi_rank() == 0) sfc::reduce::summarize(alone, MPI_COMM_SELF, options);
+  MPI_Barrier(MPI_COMM_WORLD);
+  EXPECT_EQ(check(dir, file, "--same-as " + sfc::test::quote(alone.string())), 0);
+}
+
+TEST(ReduceMpi, ThreeRanksWriteTheSameSummaryAsOne) {
+  SharedTempDir dir;
+  if (mpi_rank() == 0) write_synthetic(dir / "a.h5", 41, 3, 7, 9, 1);
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_same_on_world_and_one_rank(dir, dir / "a.h5", 4);  // 11 leaves: 3 + 4 + 4, uneven tree nodes
+}
+
+TEST(ReduceMpi, MoreRanksThanLeavesAndNoPairs) {
+  SharedTempDir dir;
+  if (mpi_rank() == 0) {
+    write_synthetic(dir / "two.h5", 2, 2, 5, 3, 2);   // 2 leaves for 3 ranks: rank 0 has none
+    write_synthetic(dir / "none.h5", 0, 2, 5, 3, 3);  // no pairs: counts 0, NaN everywhere
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_same_on_world_and_one_rank(dir, dir / "two.h5", 1);
+  expect_same_on_world_and_one_rank(dir, dir / "none.h5", 1);
+}
+
+TEST(ReduceMpi, ABadFileFailsOnEveryRankWithTheSameMessage) {
+  SharedTempDir dir;
+  const auto missing = dir / "missing.h5";
+  try {
+    sfc::reduce::summarize(missing, MPI_COMM_WORLD, {});
+    ADD_FAILURE() << "no error";
+  } catch (const sfc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.string() + ": no such file"), std::string::npos) << e.what();
+  }
+}
+
+// A rank other than 0 reports its failures with its rank in front.
+class FailurePrinter : public testing::EmptyTestEventListener {
+ public:
+  explicit FailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const testing::TestPartResult& result) override {
+    if (result.failed())
+      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name() ? result.file_name() : "?",
+                   result.line_number(), result.summary());
+  }
+
+ private:
+  int rank_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  testing::InitGoogleTest(&argc, argv);
+  const int rank = mpi_rank();
+  if (rank != 0) {
+    auto& listeners = testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new FailurePrinter(rank));
+  }
+  const int failed = RUN_ALL_TESTS();
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any;
+}
