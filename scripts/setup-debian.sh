@@ -15,7 +15,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev libgtest-dev
   nlohmann-json3-dev
-  libprotobuf-dev protobuf-compiler libzip-dev
+  libprotobuf-dev protobuf-compiler libzip-dev zlib1g-dev
   python3-h5py python3-matplotlib python3-numpy
   dpkg-dev
 )

@@ -38,6 +38,9 @@
 #include "sfc/reduce/reduce.h"
 #include "sfc/sae/sae.h"
 #include "sfc/text/tokenizer.h"
+#if SFC_WITH_NCCL
+#include "sfc/gpu/nccl_reduce.h"
+#endif
 
 namespace sfc::app {
 namespace {
@@ -384,6 +387,43 @@ void print_timing_summary(const dist::Comm& comm, const dist::WorkPlan& plan, co
   std::cerr << s.str();
 }
 
+// Dataset-level latent sums, in fp64, onto rank 0 (which writes them). On GPUs built with NCCL
+// they go through NCCL (summation order: NCCL's ring, fixed for a given rank count); otherwise
+// through MPI in rank order (0 + 1 + 2 ...), so the last bits do not depend on MPI's algorithm.
+void sum_latent_totals(output::LatentTotals& totals, const dist::Comm& comm, const torch::Device& device) {
+  std::vector<torch::Tensor*> sums;
+  for (auto& s : totals.sums)
+    for (auto* x : {&s.atp, &s.ig})
+      if (x->defined()) sums.push_back(x);
+  // The counts travel as fp64 too (exact below 2^53).
+  std::vector<torch::Tensor> as_double = {totals.count.to(torch::kDouble).contiguous()};
+  for (auto& s : totals.sums)
+    for (auto* seen : {&s.atp_seen, &s.ig_seen})
+      if (seen->defined()) as_double.push_back(seen->to(torch::kDouble).contiguous());
+  for (auto& x : as_double) sums.push_back(&x);
+
+#if SFC_WITH_NCCL
+  if (device.is_cuda() && comm.size() > 1) {
+    gpu::NcclReducer nccl(comm.get(), device.index());
+    for (auto* x : sums) {
+      auto on_gpu = x->to(device).contiguous();
+      nccl.sum_in_place(on_gpu.data_ptr<double>(), static_cast<size_t>(on_gpu.numel()));
+      *x = on_gpu.to(torch::kCPU);
+    }
+  } else
+#endif
+  {
+    (void)device;
+    for (auto* x : sums) comm.sum_to_root_in_rank_order(*x);
+  }
+
+  size_t i = 0;
+  totals.count = as_double[i++].to(torch::kLong);
+  for (auto& s : totals.sums)
+    for (auto* seen : {&s.atp_seen, &s.ig_seen})
+      if (seen->defined()) *seen = as_double[i++] > 0;
+}
+
 // Batch b is written by rank b mod W in round b / W; a rank without a batch in a round takes part
 // with nothing, so every collective write lines up.
 void combine_phase(const RunConfig& config, const Loaded& in, const dist::Comm& comm, h5::File& file,
@@ -413,24 +453,7 @@ void combine_phase(const RunConfig& config, const Loaded& in, const dist::Comm& 
     }
     times.time(kIo, [&] { or_abort(comm, [&] { writer.write_rows(rows); }); });
   }
-  // Dataset-level latent sums: fp64, added in rank order onto rank 0, which writes them.
-  times.time(kComm, [&] {
-    auto& totals = writer.totals();
-    auto count = totals.count.to(torch::kDouble).contiguous();
-    comm.sum_to_root_in_rank_order(count);
-    totals.count = count.to(torch::kLong);
-    for (auto& sums : totals.sums) {
-      for (auto* x : {&sums.atp, &sums.ig}) {
-        if (x->defined()) comm.sum_to_root_in_rank_order(*x);
-      }
-      for (auto* seen : {&sums.atp_seen, &sums.ig_seen}) {
-        if (!seen->defined()) continue;
-        auto as_double = seen->to(torch::kDouble).contiguous();
-        comm.sum_to_root_in_rank_order(as_double);
-        *seen = as_double > 0;
-      }
-    }
-  });
+  times.time(kComm, [&] { sum_latent_totals(writer.totals(), comm, in.runtime.resolved_device); });
   times.time(kIo, [&] { writer.finish(/*write_totals=*/comm.rank() == 0); });
 }
 
