@@ -556,16 +556,15 @@ int run_attribution(const RunConfig& config, bool resume, const std::string& com
 }
 
 int run_main(const CommandArgs& args) {
-  const RunCommandLine parsed = parse_run_command_line(args.args);
-  if (parsed.help) {
-    std::cout << parsed.help_text << "\n";
-    return 0;
-  }
-  if (parsed.print_config) {
-    std::cout << parsed.config.to_string();
-    return 0;
-  }
   const dist::MpiSession mpi;  // finalised after every file of the run is closed
+  const dist::Comm comm;
+  // Every rank parses the same command line: rank 0 alone speaks for all of them.
+  RunCommandLine parsed;
+  on_all_ranks(comm, [&] { parsed = parse_run_command_line(args.args); });
+  if (parsed.help || parsed.print_config) {
+    if (comm.rank() == 0) std::cout << (parsed.help ? parsed.help_text + "\n" : parsed.config.to_string());
+    return 0;
+  }
   return run_attribution(parsed.config, parsed.resume, args.command_line);
 }
 

@@ -138,6 +138,12 @@ class RankCountDoesNotChangeANumber(ResultsCase):
         self.assertEqual(len(lines), 1, r.stderr)
         self.assertIn("dist.site_groups = 3", lines[0])
         self.assertFalse(os.path.exists(out))
+        # A typo on the command line: usage status 2, said once, not once per rank.
+        r = run(MPIRUN + ["-np", "2"] + sfc_args(self.dir, out, "--model.dtyp=bf16"))
+        self.assertEqual(r.returncode, 2, r.stderr)
+        lines = [l for l in r.stderr.splitlines() if l.startswith("sfc: error:")]
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("model.dtyp", lines[0])
 
 
 def wait_for_records(shard_dir, at_least, timeout=300):
