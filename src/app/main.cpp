@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sfc/app/builtin_command.h"
 #include "sfc/app/cache_command.h"
 #include "sfc/app/command.h"
 #include "sfc/app/reduce_command.h"
@@ -27,6 +28,7 @@ constexpr const char* kUsage =
     "  run      attribution of SAE error nodes (AtP, IG, exact patching) over prompt pairs (HDF5)\n"
     "  reduce   summarise a results file: means, AtP/IG/patching correlations, top latents (/summary, CSV)\n"
     "  cache    run the model on prompts; store tokens, logits and all site activations (HDF5)\n"
+    "  builtin  regenerate the built-in small Gemma-2 that does subject-verb agreement, with data and SAEs\n"
     "\n"
     "Options:\n"
     "  -h, --help     show this help\n"
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
     if (command == "run") return sfc::app::run_main(args);
     if (command == "cache") return sfc::app::cache_main(args);
     if (command == "reduce") return sfc::app::reduce_main(args);
+    if (command == "builtin") return sfc::app::builtin_main(args);
     if (command == "tokenizer-train") return tokenizer_train_main(args);
     throw sfc::app::UsageError("unknown command '" + command + "' (see sfc --help)");
   } catch (const sfc::app::ExitStatus& e) {

@@ -39,7 +39,7 @@ class Tokenizer {
 
 // Options of train_sentencepiece beyond the required ones.
 struct TrainOptions {
-  std::string model_type = "unigram";  // or "bpe"
+  std::string model_type = "unigram";  // or "bpe", or "word" (one piece per whitespace-separated word)
   bool hard_vocab_limit = false;       // false: a tiny corpus may give fewer pieces than asked
   double character_coverage = 1.0;
 };
