@@ -75,6 +75,7 @@ int Comm::first_rank_with(bool flag) const {
 std::string Comm::broadcast(const std::string& text, int root) const {
   int64_t n = static_cast<int64_t>(text.size());
   check_mpi(MPI_Bcast(&n, 1, MPI_INT64_T, root, comm_), "MPI_Bcast(length)");
+  if (n > INT32_MAX) throw Error("MPI_Bcast: a text of " + std::to_string(n) + " bytes");
   std::string out = rank_ == root ? text : std::string(static_cast<size_t>(n), '\0');
   if (n > 0) check_mpi(MPI_Bcast(out.data(), static_cast<int>(n), MPI_CHAR, root, comm_), "MPI_Bcast(text)");
   return out;

@@ -10,41 +10,26 @@
 
 namespace sfc::reduce::detail {
 
-void check_mpi(int status, const char* what) {
-  if (status == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  MPI_Error_string(status, text, &length);
-  throw Error(std::string(what) + ": " + std::string(text, length));
-}
-
 ReduceComm::ReduceComm(MPI_Comm comm) {
   check_mpi(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
   check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
   check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check_mpi(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  collectives_ = std::make_unique<dist::Comm>(comm_);
 }
 
 ReduceComm::~ReduceComm() {
+  collectives_.reset();  // before the communicator it works on
   // Pending sends are only left behind by an exception, which aborts a multi-rank job anyway.
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-void ReduceComm::barrier() const { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void ReduceComm::barrier() const { collectives_->barrier(); }
 
-int ReduceComm::first_rank_with(bool flag) const {
-  int in = flag ? rank_ : INT_MAX, out = INT_MAX;
-  check_mpi(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce(min)");
-  return out == INT_MAX ? -1 : out;
-}
+int ReduceComm::first_rank_with(bool flag) const { return collectives_->first_rank_with(flag); }
 
 std::string ReduceComm::broadcast(const std::string& text, int root) const {
-  int64_t length = static_cast<int64_t>(text.size());
-  check_mpi(MPI_Bcast(&length, 1, MPI_INT64_T, root, comm_), "MPI_Bcast(length)");
-  if (length > INT_MAX) throw Error("MPI_Bcast: a text of " + std::to_string(length) + " bytes");
-  std::string out = rank_ == root ? text : std::string(static_cast<size_t>(length), '\0');
-  check_mpi(MPI_Bcast(out.data(), static_cast<int>(length), MPI_CHAR, root, comm_), "MPI_Bcast(text)");
-  return out;
+  return collectives_->broadcast(text, root);
 }
 
 std::vector<double> ReduceComm::receive(int source, int tag) const {

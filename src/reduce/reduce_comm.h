@@ -3,22 +3,18 @@
 // collectives it needs, and ordered point-to-point transfers of partial moments. Private to src/reduce.
 #pragma once
 
-// <mpi.h> without Open MPI's / MPICH's C++ bindings (they need libmpi_cxx, which nothing links).
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
 #include <mpi.h>
+
+#include <memory>
 
 #include <string>
 #include <vector>
 
+#include "sfc/dist/comm.h"
+
 namespace sfc::reduce::detail {
 
-// Throws sfc::Error("<what>: <MPI error string>") unless status is MPI_SUCCESS.
-void check_mpi(int status, const char* what);
+using dist::check_mpi;
 
 class ReduceComm {
  public:
@@ -52,6 +48,7 @@ class ReduceComm {
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<dist::Comm> collectives_;  // barrier, votes, broadcasts on comm_
   std::vector<std::vector<double>> send_buffers_;
   std::vector<MPI_Request> send_requests_;
 };

@@ -21,15 +21,7 @@
 //     (STYLE.md §9): it silently falls back to independent I/O for some layouts and conversions.
 #pragma once
 
-// MPI's C API only: Open MPI's (and MPICH's) mpi.h would otherwise pull in the long-removed C++
-// bindings, whose inline code needs libmpi_cxx at link time.
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include <mpi.h>  // C API only: cmake/SfcDependencies.cmake defines OMPI_SKIP_MPICXX
 
 #include <cstdint>
 #include <filesystem>

@@ -8,14 +8,7 @@
 // L layers, T positions, F latents, k top latents.
 #pragma once
 
-// <mpi.h> without Open MPI's / MPICH's C++ bindings (they need libmpi_cxx, which nothing links).
-#ifndef OMPI_SKIP_MPICXX
-#define OMPI_SKIP_MPICXX 1
-#endif
-#ifndef MPICH_SKIP_MPICXX
-#define MPICH_SKIP_MPICXX 1
-#endif
-#include <mpi.h>
+#include <mpi.h>  // C API only: cmake/SfcDependencies.cmake defines OMPI_SKIP_MPICXX
 
 #include <cstdint>
 #include <filesystem>
