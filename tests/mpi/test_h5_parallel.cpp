@@ -12,6 +12,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/h5/h5_file.h"
+#include "support/mpi_test_main.h"
 #include "support/cli_support.h"
 
 namespace {
@@ -19,11 +20,7 @@ namespace {
 using namespace sfc::h5;
 using sfc::test::TempDir;
 
-int mpi_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using sfc::test::mpi_rank;
 
 int mpi_size() {
   int size = 0;
@@ -269,39 +266,6 @@ TEST(H5Parallel, UncommittedOutputLeavesNoFileOnAnyRank) {
   EXPECT_FALSE(std::filesystem::exists(H5Output::partial_name(out)));
 }
 
-// MPI_Init/MPI_Finalize around the tests (sfc::dist::MpiSession is a later stage than sfc_h5).
-class MpiGuard {
- public:
-  MpiGuard(int* argc, char*** argv) { MPI_Init(argc, argv); }
-  ~MpiGuard() { MPI_Finalize(); }
-  MpiGuard(const MpiGuard&) = delete;
-  MpiGuard& operator=(const MpiGuard&) = delete;
-};
-
-// Ranks other than 0 print only their failures, tagged with the rank, instead of a full report.
-class FailurePrinter : public testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const testing::TestPartResult& result) override {
-    if (result.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name() ? result.file_name() : "?",
-                   result.line_number(), result.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  MpiGuard mpi(&argc, &argv);
-  testing::InitGoogleTest(&argc, argv);
-  const int rank = mpi_rank();
-  if (rank != 0) {
-    auto& listeners = testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
-  }
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return sfc::test::run_mpi_tests(argc, argv); }

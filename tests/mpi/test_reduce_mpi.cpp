@@ -15,6 +15,7 @@
 #include "sfc/h5/h5_file.h"
 #include "sfc/output/results_schema.h"
 #include "sfc/reduce/reduce.h"
+#include "support/mpi_test_main.h"
 #include "support/cli_support.h"
 
 namespace {
@@ -23,11 +24,7 @@ namespace fs = std::filesystem;
 namespace sc = sfc::output::schema;
 using sfc::test::TempDir;
 
-int mpi_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using sfc::test::mpi_rank;
 
 // One folder for all ranks, made by rank 0, removed after every rank is done.
 class SharedTempDir {
@@ -158,34 +155,6 @@ TEST(ReduceMpi, ABadFileFailsOnEveryRankWithTheSameMessage) {
   }
 }
 
-// A rank other than 0 reports its failures with its rank in front.
-class FailurePrinter : public testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const testing::TestPartResult& result) override {
-    if (result.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_, result.file_name() ? result.file_name() : "?",
-                   result.line_number(), result.summary());
-  }
-
- private:
-  int rank_;
-};
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  testing::InitGoogleTest(&argc, argv);
-  const int rank = mpi_rank();
-  if (rank != 0) {
-    auto& listeners = testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
-  }
-  const int failed = RUN_ALL_TESTS();
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
-}
+int main(int argc, char** argv) { return sfc::test::run_mpi_tests(argc, argv); }
