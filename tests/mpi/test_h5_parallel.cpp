@@ -12,7 +12,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/h5/h5_file.h"
-#include "support/mpi_test_main.h"
+#include "support/mpi_test_support.h"
 #include "support/cli_support.h"
 
 namespace {
@@ -34,25 +34,7 @@ int64_t sum_over_ranks(int64_t value) {
   return sum;
 }
 
-// One folder for all ranks: rank 0 makes it and sends its name; removed after every rank is done.
-class SharedTempDir {
- public:
-  SharedTempDir() {
-    std::string name;
-    if (mpi_rank() == 0) name = dir_.emplace().path().string();
-    int length = static_cast<int>(name.size());
-    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    name.resize(length);
-    MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
-    path_ = name;
-  }
-  ~SharedTempDir() { MPI_Barrier(MPI_COMM_WORLD); }  // then rank 0's TempDir removes it
-  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::optional<TempDir> dir_;
-  std::filesystem::path path_;
-};
+using sfc::test::SharedTempDir;
 
 // Rows of each rank: rank 1 has none (empty participation), rank r else r + 2; one last row is
 // written by nobody, to check the fill value. np 3: rows 0-1 rank 0, 2-5 rank 2, 6 fill.

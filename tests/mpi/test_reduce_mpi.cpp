@@ -15,7 +15,7 @@
 #include "sfc/h5/h5_file.h"
 #include "sfc/output/results_schema.h"
 #include "sfc/reduce/reduce.h"
-#include "support/mpi_test_main.h"
+#include "support/mpi_test_support.h"
 #include "support/cli_support.h"
 
 namespace {
@@ -26,25 +26,7 @@ using sfc::test::TempDir;
 
 using sfc::test::mpi_rank;
 
-// One folder for all ranks, made by rank 0, removed after every rank is done.
-class SharedTempDir {
- public:
-  SharedTempDir() {
-    std::string name;
-    if (mpi_rank() == 0) name = dir_.emplace().path().string();
-    int length = static_cast<int>(name.size());
-    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    name.resize(length);
-    MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
-    path_ = name;
-  }
-  ~SharedTempDir() { MPI_Barrier(MPI_COMM_WORLD); }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  std::optional<TempDir> dir_;
-  fs::path path_;
-};
+using sfc::test::SharedTempDir;
 
 // A results file with random scores: NaN past each pair's length and here and there, exact zeros
 // (ties) before position 2, latent sums for the resid site only. Rank 0 writes it.
