@@ -47,6 +47,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace sc = output::schema;
+using dist::or_abort;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) {
@@ -92,11 +93,6 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-std::string message_of(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
-}
-
 // Runs `step` on every rank. If any rank fails, all of them stop: rank 0 reports the lowest failing
 // rank's message (once), the others exit quietly. For steps every rank reaches together.
 template <typename F>
@@ -109,7 +105,7 @@ void on_all_ranks(const dist::Comm& comm, F&& step) {
     failure = e.what();
     usage = true;
   } catch (const std::exception& e) {
-    failure = message_of(e);
+    failure = dist::error_message(e);
   }
   const int who = comm.first_rank_with(!failure.empty());
   if (who < 0) return;
@@ -119,20 +115,6 @@ void on_all_ranks(const dist::Comm& comm, F&& step) {
   const std::string where = comm.size() > 1 && who != 0 ? "rank " + std::to_string(who) + ": " : "";
   if (is_usage) throw UsageError(where + message);
   throw Error(where + message);
-}
-
-// Runs a step that ranks do on their own (no collective inside may wait on a failed rank): a
-// failure on one rank of several ends the whole job with its message (STYLE.md §7), instead of
-// leaving the others hung in the next collective.
-template <typename F>
-auto or_abort(const dist::Comm& comm, F&& step) {
-  try {
-    return step();
-  } catch (const std::exception& e) {
-    if (comm.size() == 1) throw;
-    std::cerr << "sfc: error: rank " << comm.rank() << ": " << message_of(e) << std::endl;
-    comm.abort(1);
-  }
 }
 
 // RuntimeOptions speaks of flags (--device); here they are config keys.
@@ -324,10 +306,11 @@ ComputeOutcome compute_phase(const RunConfig& config, const Loaded& in, const di
 
 // ---- combine ----
 
+// seconds: every rank's PhaseTimes::seconds, rank-major, on rank 0 (gathered once for this and the
+// printed summary).
 void write_timing(h5::File& file, const dist::Comm& comm, const dist::WorkPlan& plan, const PhaseTimes& times,
-                  double wall_s, const RuntimeOptions& runtime) {
+                  const std::vector<double>& seconds, double wall_s, const RuntimeOptions& runtime) {
   const int64_t W = comm.size(), P = kNumPhases;
-  const auto seconds = comm.gather_to_root(times.seconds);
   const auto counts = comm.gather_to_root({static_cast<double>(times.batches), static_cast<double>(times.pairs),
                                            static_cast<double>(peak_rss_bytes())});
   auto group = file.create_group(sc::kTiming);
@@ -358,9 +341,8 @@ void write_timing(h5::File& file, const dist::Comm& comm, const dist::WorkPlan& 
   }
 }
 
-void print_timing_summary(const dist::Comm& comm, const dist::WorkPlan& plan, const PhaseTimes& times,
+void print_timing_summary(const dist::Comm& comm, const dist::WorkPlan& plan, const std::vector<double>& seconds,
                           double wall_s, int64_t n_pairs) {
-  const auto seconds = comm.gather_to_root(times.seconds);
   if (comm.rank() != 0) return;
   const int64_t W = comm.size();
   std::ostringstream s;
@@ -517,6 +499,7 @@ int run_attribution(const RunConfig& config, bool resume, const std::string& com
   const double compute_wall_s = seconds_since(t_start);
 
   // ---- combine: one results file, written collectively ----
+  std::vector<double> all_seconds;  // every rank's seconds per phase, on rank 0
   {
     h5::FileOptions options;
     options.comm = comm.get();
@@ -529,14 +512,15 @@ int run_attribution(const RunConfig& config, bool resume, const std::string& com
                              fs::absolute(config.sae.path).string(), command_line});
       writer.write_dataset_info(in.dataset);
       combine_phase(config, in, comm, output->file(), writer, times);
-      write_timing(output->file(), comm, in.plan, times, compute_wall_s, in.runtime);
+      all_seconds = comm.gather_to_root(times.seconds);
+      write_timing(output->file(), comm, in.plan, times, all_seconds, compute_wall_s, in.runtime);
     }
     // STYLE.md §9: collective on paper is not enough; the transfers must have been collective.
     or_abort(comm, [&] { output->file().require_collective("results file combine"); });
     if (comm.rank() == 0) std::cerr << "sfc run: combined with " << file_options_note(output->file()) << " on rank 0\n";
     output->commit();
   }
-  print_timing_summary(comm, in.plan, times, seconds_since(t_start), N);
+  print_timing_summary(comm, in.plan, all_seconds, seconds_since(t_start), N);
 
   // ---- the shards are now redundant ----
   comm.barrier();

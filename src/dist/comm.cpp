@@ -105,11 +105,18 @@ void Comm::sum_to_root_in_rank_order(torch::Tensor& x) const {
 }
 
 std::vector<double> Comm::gather_to_root(const std::vector<double>& values) const {
+  if (values.size() > static_cast<size_t>(INT32_MAX / size_))
+    throw Error("MPI_Gather: " + std::to_string(values.size()) + " values per rank (too many)");
   std::vector<double> out(rank_ == 0 ? values.size() * static_cast<size_t>(size_) : 0);
   check_mpi(MPI_Gather(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, out.data(),
                        static_cast<int>(values.size()), MPI_DOUBLE, 0, comm_),
             "MPI_Gather");
   return out;
+}
+
+std::string error_message(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
 }
 
 void Comm::abort(int code) const {

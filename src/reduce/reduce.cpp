@@ -736,19 +736,6 @@ void write_summary(const fs::path& file, const FileLayout& layout, const Summary
   f.close();
 }
 
-// Runs `fn`; an exception on one rank of several aborts the job (the others would wait forever in
-// the next collective), after printing the error the way main would.
-template <typename Fn>
-auto or_abort(const ReduceComm& comm, Fn&& fn) {
-  if (comm.size() == 1) return fn();
-  try {
-    return fn();
-  } catch (const std::exception& e) {
-    std::cerr << "sfc: error: rank " << comm.rank() << " of " << comm.size() << ": " << e.what() << std::endl;
-    comm.abort(1);
-  }
-}
-
 // Every rank throws the lowest failing rank's message if any rank failed.
 void agree(const ReduceComm& comm, const std::string& error) {
   const int failed = comm.first_rank_with(!error.empty());
@@ -792,7 +779,7 @@ ReduceReport summarize(const fs::path& file, MPI_Comm mpi_comm, const ReduceOpti
 
   // 2-3. moments and Spearman groups.
   std::optional<Summary> summary;
-  or_abort(comm, [&] {
+  dist::or_abort(comm.collectives(), [&] {
     auto t = Clock::now();
     Partial moments = reduce_moments(*f, layout, split, comm);
     report.moments_s = seconds_since(t);

@@ -71,19 +71,10 @@ std::vector<float> ReduceComm::gather(const std::vector<float>& values, int root
 }
 
 std::vector<double> ReduceComm::gather_same_length(const std::vector<double>& values) const {
-  if (values.size() > static_cast<size_t>(INT_MAX / size_))
-    throw Error("MPI_Gather: " + std::to_string(values.size()) + " values per rank (too many)");
-  std::vector<double> out(rank_ == 0 ? values.size() * size_ : 0);
-  check_mpi(MPI_Gather(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, out.data(),
-                       static_cast<int>(values.size()), MPI_DOUBLE, 0, comm_),
-            "MPI_Gather");
-  return out;
+  return collectives_->gather_to_root(values);
 }
 
-void ReduceComm::abort(int code) const {
-  MPI_Abort(comm_ == MPI_COMM_NULL ? MPI_COMM_WORLD : comm_, code);
-  std::abort();  // MPI_Abort does not return; this keeps [[noreturn]] honest
-}
+void ReduceComm::abort(int code) const { collectives_->abort(code); }
 
 void ReduceComm::send_later(std::vector<double> values, int dest, int tag) {
   if (values.size() > static_cast<size_t>(INT_MAX))

@@ -24,6 +24,8 @@ class ReduceComm {
   ReduceComm(const ReduceComm&) = delete;
   ReduceComm& operator=(const ReduceComm&) = delete;
 
+  // The generic collectives (dist::Comm) on the same private communicator.
+  const dist::Comm& collectives() const { return *collectives_; }
   int rank() const { return rank_; }
   int size() const { return size_; }
 

@@ -6,6 +6,8 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -60,5 +62,23 @@ class Comm {
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1, local_rank_ = 0;
 };
+
+// An exception's text as a user should read it (LibTorch's without its C++ backtrace).
+std::string error_message(const std::exception& e);
+
+// Runs a step that a rank does on its own (no collective inside may wait on a failed rank). With
+// several ranks a failure prints "sfc: error: rank R: ..." and ends the whole job (STYLE.md §7)
+// instead of leaving the others hung in the next collective; alone, it simply propagates.
+template <typename F>
+auto or_abort(const Comm& comm, F&& step) {
+  if (comm.size() == 1) return step();
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sfc: error: rank %d: %s\n", comm.rank(), error_message(e).c_str());
+    std::fflush(stderr);
+    comm.abort(1);
+  }
+}
 
 }  // namespace sfc::dist
