@@ -43,7 +43,7 @@ int tokenizer_train_main(const sfc::app::CommandArgs& args) {
   desc.add_options()
       ("help,h", "show this help")
       ("corpus", po::value(&corpus)->required(), "UTF-8 text, one sentence per line")
-      ("prefix", po::value(&prefix)->required(), "writes <prefix>.model and <prefix>.vocab")
+      ("prefix", po::value(&prefix)->required(), "writes <prefix>.model")
       ("vocab", po::value(&vocab)->required(), "vocabulary size (an upper bound on a small corpus)");
   po::variables_map vm;
   try {

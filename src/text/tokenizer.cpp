@@ -71,15 +71,37 @@ int64_t Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); 
 int64_t Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
 int64_t Tokenizer::pad_id() const { return impl_->processor.pad_id(); }
 
+namespace {
+
+// The corpus fed line by line: sentencepiece then records no input path in the model (training from
+// `input=<path>` stores the path, so the same corpus elsewhere would give other bytes).
+class LineIterator : public sentencepiece::SentenceIterator {
+ public:
+  explicit LineIterator(const std::filesystem::path& file) : in_(file) { Next(); }
+  bool done() const override { return done_; }
+  void Next() override { done_ = !std::getline(in_, line_); }
+  const std::string& value() const override { return line_; }
+  sentencepiece::util::Status status() const override {
+    return in_.bad() ? sentencepiece::util::Status(sentencepiece::util::StatusCode::kDataLoss, "read error")
+                     : sentencepiece::util::Status();
+  }
+
+ private:
+  std::ifstream in_;
+  std::string line_;
+  bool done_ = false;
+};
+
+}  // namespace
+
 void train_sentencepiece(const std::filesystem::path& corpus, const std::filesystem::path& model_prefix,
                          int vocab_size, const TrainOptions& options) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(corpus, ec))
     throw LoadError(corpus, "training corpus not found");
-  // A map rather than a "--k=v ..." string: paths with spaces survive.
+  // A map rather than a "--k=v ..." string: paths with spaces survive. No input or model_prefix: the
+  // corpus comes from the iterator and the model is written below, so neither path enters the model.
   const std::unordered_map<std::string, std::string> args = {
-      {"input", corpus.string()},
-      {"model_prefix", model_prefix.string()},
       {"vocab_size", std::to_string(vocab_size)},
       {"model_type", options.model_type},
       {"character_coverage", std::to_string(options.character_coverage)},
@@ -101,9 +123,15 @@ void train_sentencepiece(const std::filesystem::path& corpus, const std::filesys
       {"minloglevel", "1"},
   };
   sentencepiece::SetRandomGeneratorSeed(1234);
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  LineIterator lines(corpus);
+  std::string model;
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &model);
   if (!status.ok())
     throw Error("training a sentencepiece model on " + corpus.string() + " failed: " + status.ToString());
+  const auto model_file = std::filesystem::path(model_prefix.string() + ".model");
+  std::ofstream out(model_file, std::ios::binary | std::ios::trunc);
+  out.write(model.data(), static_cast<std::streamsize>(model.size()));
+  if (!out.flush()) throw LoadError(model_file, "write failed");
 }
 
 }  // namespace sfc::text

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 
 #include "sfc/core/error.h"
 #include "sfc/text/tokenizer.h"
@@ -74,6 +75,14 @@ TEST_F(TokenizerTest, TrainingIsDeterministic) {
   ASSERT_EQ(a.vocab_size(), b.vocab_size());
   const std::string text = "The authors that the cat likes write home";
   EXPECT_EQ(a.encode(text), b.encode(text));
+  // Same corpus text in another folder, another prefix: the very same bytes (the built-in model's
+  // committed tokenizer.model must regenerate exactly), and nothing but the .model file.
+  const auto bytes = [](const std::filesystem::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(model()), bytes(other / "again.model"));
+  EXPECT_FALSE(std::filesystem::exists(other / "again.vocab"));
 }
 
 TEST_F(TokenizerTest, OneTokenAnswer) {

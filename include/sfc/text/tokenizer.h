@@ -46,7 +46,8 @@ struct TrainOptions {
 
 // Trains a sentencepiece model on a UTF-8 text corpus (one sentence per line) with Gemma's special
 // ids (pad 0, eos 1, bos 2, unk 3), single-threaded and unshuffled so the result is deterministic.
-// Writes <model_prefix>.model and <model_prefix>.vocab. Failure -> Error naming the corpus.
+// Writes <model_prefix>.model only, and byte-for-byte the same for the same corpus text wherever the
+// corpus lies (the corpus path is not stored in it). Failure -> Error naming the corpus.
 void train_sentencepiece(const std::filesystem::path& corpus, const std::filesystem::path& model_prefix,
                          int vocab_size, const TrainOptions& options = {});
 
