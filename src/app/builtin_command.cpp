@@ -49,23 +49,22 @@ std::string percent(double x) {
   return buf;
 }
 
-std::string readme(const BuiltinOptions& o, const std::string& command_line, const model::Gemma2Config& c,
+std::string readme(const BuiltinOptions& o, const model::Gemma2Config& c,
                    int64_t tokenizer_vocab, const builtin::AgreementData& data, const builtin::TrainResult& r,
-                   const std::vector<builtin::SaeQuality>& saes, double total_seconds) {
+                   const std::vector<builtin::SaeQuality>& saes) {
   std::ostringstream md;
   md << "# Built-in agreement model\n\n"
-     << "Made by `" << command_line << "` (sfc " << version() << ") in " << int(total_seconds) << " s.\n"
-     << "Options: " << o.to_string() << "\n\n"
+     << "Made by `sfc builtin --out DIR` (sfc " << version() << ") with " << o.to_string() << ".\n\n"
      << "A Gemma-2 (same code path as the real one) trained from scratch on synthetic subject–verb agreement "
-        "sentences. Regenerate it with the command above: the files are identical for the same seed and one "
-        "thread.\n\n"
+        "sentences. Regenerating with the same options gives byte-identical files, this one included (it holds "
+        "no paths and no timings; those go to the terminal).\n\n"
      << "## Model\n\n"
      << "| layers | d_model | heads | kv heads | head dim | d_mlp | vocab (tokenizer) | sliding window | soft-caps |\n"
      << "|---|---|---|---|---|---|---|---|---|\n"
      << "| " << c.n_layer << " | " << c.d_model << " | " << c.n_head << " | " << c.n_head_kv << " | " << c.head_dim
      << " | " << c.d_mlp << " | " << c.vocab_size << " (" << tokenizer_vocab << ") | " << c.sliding_window << " | "
      << c.attn_softcap << " / " << c.final_softcap << " |\n\n"
-     << "Trained " << r.steps << " steps (final loss " << r.loss << ") in " << int(r.seconds) << " s; target "
+     << "Trained " << r.steps << " steps (final loss " << r.loss << "); target "
      << (r.reached_target ? "reached" : "NOT reached") << ".\n\n"
      << "## Data\n\n"
      << "`data/corpus.txt`: " << data.corpus.size() << " sentences. `data/train.jsonl`: " << data.train.size()
@@ -112,7 +111,7 @@ std::string BuiltinOptions::to_string() const {
   return s.str();
 }
 
-void run_builtin(const BuiltinOptions& o, const std::string& command_line) {
+void run_builtin(const BuiltinOptions& o) {
   const auto t0 = Clock::now();
   torch::set_num_threads(o.threads);
   const auto data_dir = o.out / "data", model_dir = o.out / "model";
@@ -136,7 +135,6 @@ void run_builtin(const BuiltinOptions& o, const std::string& command_line) {
   tok_options.model_type = "word";
   const int vocab_request = int(builtin::vocabulary_words().size()) + 4 + 16;
   text::train_sentencepiece(data_dir / "corpus.txt", model_dir / "tokenizer", vocab_request, tok_options);
-  std::filesystem::remove(model_dir / "tokenizer.vocab");
   text::Tokenizer tokenizer(model_dir / "tokenizer.model");
   check_single_tokens(tokenizer);
 
@@ -185,7 +183,7 @@ void run_builtin(const BuiltinOptions& o, const std::string& command_line) {
   // 6. README with the numbers.
   const auto total = seconds_since(t0);
   std::ofstream md(o.out / "README.md", std::ios::trunc);
-  md << readme(o, command_line, config, tokenizer.vocab_size(), data, result, saes, total);
+  md << readme(o, config, tokenizer.vocab_size(), data, result, saes);
   if (!md.flush()) throw LoadError(o.out / "README.md", "write failed");
   std::cerr << "sfc builtin: done in " << int(total) << " s; see " << (o.out / "README.md").string() << std::endl;
 }
@@ -220,7 +218,7 @@ int builtin_main(const CommandArgs& args) {
   }
   o.out = out;
   o.validate();
-  run_builtin(o, args.command_line);
+  run_builtin(o);
   return 0;
 }
 

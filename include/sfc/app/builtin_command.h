@@ -17,8 +17,8 @@ struct BuiltinOptions {
   int threads = 1;             // torch intra-op threads; 1 makes the run bit-for-bit repeatable
   int64_t steps = 3000;        // most model-training steps (stops earlier at the target accuracy)
   int64_t corpus = 20000;      // training sentences
-  int64_t sae_steps = 3000;    // optimiser steps per SAE
-  int64_t sae_width = 512;     // latents per SAE
+  int64_t sae_steps = 400;     // optimiser steps per SAE (as builtin::SaeTrainOptions; the committed SAEs)
+  int64_t sae_width = 256;     // latents per SAE (as builtin::SaeTrainOptions; the committed SAEs)
   int64_t sae_sentences = 4096;  // corpus sentences whose activations the SAEs are trained on
   bool skip_saes = false;
 
@@ -27,6 +27,6 @@ struct BuiltinOptions {
 };
 
 int builtin_main(const CommandArgs& args);
-void run_builtin(const BuiltinOptions& options, const std::string& command_line);
+void run_builtin(const BuiltinOptions& options);
 
 }  // namespace sfc::app
