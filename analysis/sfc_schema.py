@@ -68,7 +68,16 @@ TIMING_DATASETS = {
     "pairs": ("W", "int64"),
     "peak_rss_bytes": ("W", "int64"),
 }
-TIMING_ATTRS = ("phases", "world_size", "data_groups", "site_groups", "wall_seconds", "device", "threads")
+# /timing attributes (text)
+ATTR_TIMING_PHASES = "phases"  # comma list, TIMING_PHASES
+ATTR_WORLD_SIZE = "world_size"  # W
+ATTR_DATA_GROUPS = "data_groups"
+ATTR_SITE_GROUPS = "site_groups"  # /timing/pairs counts each pair once per site group
+ATTR_WALL_SECONDS = "wall_seconds"  # rank 0, start to end of the compute phase
+ATTR_DEVICE = "device"
+ATTR_THREADS = "threads"  # torch threads per rank
+TIMING_ATTRS = (ATTR_TIMING_PHASES, ATTR_WORLD_SIZE, ATTR_DATA_GROUPS, ATTR_SITE_GROUPS, ATTR_WALL_SECONDS,
+                ATTR_DEVICE, ATTR_THREADS)
 
 ATTR_DIMS = "dims"  # on every dataset
 # Root attributes (all text).
@@ -99,6 +108,10 @@ def error_path(site, name):
 
 def resid_post_path(name):
     return f"{RESID_POST}/{name}"
+
+
+def timing_path(name):
+    return f"{TIMING}/{name}"
 
 
 def latents_path(site, name):
@@ -151,9 +164,9 @@ def expected_datasets(f):
         for name, (dims, dtype) in {**LATENT_SUMS, **extra}.items():
             out[latents_path(site, name)] = (shape(dims, width), dtype)
     if TIMING in f:
-        sizes["W"], sizes["P"] = int(f[TIMING].attrs["world_size"]), len(TIMING_PHASES)
+        sizes["W"], sizes["P"] = int(f[TIMING].attrs[ATTR_WORLD_SIZE]), len(TIMING_PHASES)
         for name, (dims, dtype) in TIMING_DATASETS.items():
-            out[TIMING + "/" + name] = (shape(dims), dtype)
+            out[timing_path(name)] = (shape(dims), dtype)
     return out
 
 
