@@ -188,7 +188,9 @@ std::string DataSection::to_string() const {
 void RunSection::add_options(po::options_description& desc) {
   desc.add_options()
       ("run.engines", po::value(&engines)->default_value(engines), "comma list of atp, ig, patch")
-      ("run.threads", po::value(&threads)->default_value(threads), "CPU threads for torch (0: OMP_NUM_THREADS, else 1)");
+      ("run.threads", po::value(&threads)->default_value(threads), "CPU threads for torch (0: OMP_NUM_THREADS, else 1)")
+      ("run.progress_seconds", po::value(&progress_seconds)->default_value(progress_seconds),
+       "progress on rank 0: a bar on a terminal, else a line every this many seconds (0: no progress output)");
 }
 
 void RunSection::validate() const {
@@ -199,6 +201,8 @@ void RunSection::validate() const {
     if (!seen.insert(item).second) throw ConfigError("run.engines = '" + engines + "': '" + item + "' given twice");
   }
   if (threads < 0) throw ConfigError("run.threads = " + std::to_string(threads) + ": must be >= 0");
+  if (progress_seconds < 0)
+    throw ConfigError("run.progress_seconds = " + std::to_string(progress_seconds) + ": must be >= 0 (0: no progress)");
 }
 
 bool RunSection::has_engine(const std::string& name) const {
@@ -207,7 +211,7 @@ bool RunSection::has_engine(const std::string& name) const {
 }
 
 std::string RunSection::to_string() const {
-  return IniWriter("run").key("engines", engines).key("threads", threads).str();
+  return IniWriter("run").key("engines", engines).key("threads", threads).key("progress_seconds", progress_seconds).str();
 }
 
 // ---- [ig] ----
@@ -331,11 +335,11 @@ std::filesystem::path RunConfig::shard_dir() const {
 std::string RunConfig::shard_fingerprint() const {
   ModelSection m = model;
   m.device = "";
-  RunSection r = run;
-  r.threads = 0;
+  // [run] as it read before run.progress_seconds existed, so that older shards still resume.
+  const std::string r = IniWriter("run").key("engines", run.engines).key("threads", 0).str();
   OutputSection o = output;
   o.path = "";
-  return m.to_string() + sae.to_string() + data.to_string() + r.to_string() + ig.to_string() + patch.to_string() +
+  return m.to_string() + sae.to_string() + data.to_string() + r + ig.to_string() + patch.to_string() +
          o.to_string() + "site_groups = " + std::to_string(dist.site_groups) + "\n";
 }
 
@@ -374,10 +378,13 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
   all.add(cli_only).add(keys);
 
   po::variables_map vm;
+  std::set<std::string> cli_keys, file_keys;  // where each key was given, for naming the file in errors
   try {
     // No prefix guessing: "--model.dtyp" must be an unknown key, not model.dtype.
     const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
-    po::store(po::command_line_parser(args).options(all).style(style).run(), vm);
+    const auto parsed = po::command_line_parser(args).options(all).style(style).run();
+    for (const auto& option : parsed.options) cli_keys.insert(option.string_key);
+    po::store(parsed, vm);
   } catch (const po::error& e) {
     throw UsageError(std::string("sfc run: ") + e.what());
   }
@@ -393,7 +400,9 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
     std::ifstream in(file);
     if (!in) throw LoadError(file, "cannot open the config file");
     try {
-      po::store(po::parse_config_file(in, keys, /*allow_unregistered=*/false), vm);
+      const auto parsed = po::parse_config_file(in, keys, /*allow_unregistered=*/false);
+      for (const auto& option : parsed.options) file_keys.insert(option.string_key);
+      po::store(parsed, vm);
     } catch (const po::error& e) {
       throw UsageError(file + ": " + e.what());
     }
@@ -405,7 +414,15 @@ RunCommandLine parse_run_command_line(const std::vector<std::string>& args) {
   }
   out.print_config = vm.count("print-config") > 0;
   out.resume = vm.count("resume") > 0;
-  out.config.validate(/*require_paths=*/!out.print_config);
+  try {
+    out.config.validate(/*require_paths=*/!out.print_config);
+  } catch (const ConfigError& e) {
+    // Messages start with the key ("ig.steps = 0: ..."); a value that came from the file names it.
+    const std::string message = e.what();
+    const std::string key = message.substr(0, message.find_first_of(" ="));
+    if (file_keys.count(key) && !cli_keys.count(key)) throw ConfigError(out.config_file + ": " + message);
+    throw;
+  }
   return out;
 }
 

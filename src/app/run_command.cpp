@@ -12,6 +12,7 @@
 
 #include <sys/resource.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -24,6 +25,7 @@
 #include <sstream>
 
 #include "sfc/app/device.h"
+#include "sfc/app/progress.h"
 #include "sfc/app/shard_rows.h"
 #include "sfc/core/error.h"
 #include "sfc/data/pairs.h"
@@ -247,9 +249,14 @@ ComputeOutcome compute_phase(const RunConfig& config, const Loaded& in, const di
   // With G site groups, every batch is done when all G ranks of its data group finished it.
   const int64_t G = in.plan.n_site_groups;
   const auto t_start = Clock::now();
-  int64_t done_here = 0;
   if (comm.rank() == 0 && done > 0)
     std::cerr << "sfc run: resuming: " << done / G << "/" << n_batches << " batches already in the shards\n";
+  // Progress of the whole run, on rank 0 only, from the per-round sum below (no collective of its
+  // own). Every batch but the dataset's last holds batch_size pairs, and the last one finishes in
+  // the last round, so the pair count is exact (after a resume, within one batch until the end).
+  const auto pairs_in = [&](int64_t batches) { return std::min(N, batches * config.data.batch_size); };
+  ProgressReporter progress(std::cerr, is_terminal(STDERR_FILENO), comm.rank() == 0 ? config.run.progress_seconds : 0,
+                            ProgressState{pairs_in(done / G), N, done / G, n_batches, pairs_in(done / G), 0.0});
 
   ComputeOutcome outcome;
   for (int64_t round = 0; round < rounds; ++round) {
@@ -281,25 +288,14 @@ ComputeOutcome compute_phase(const RunConfig& config, const Loaded& in, const di
     const bool stop = times.time(kComm, [&] { return comm.any(g_stop_signal != 0); });
     const int64_t finished_now = times.time(kComm, [&] { return comm.sum(did ? 1 : 0); });
     done += finished_now;
-    done_here += finished_now;
-    if (comm.rank() == 0 && finished_now > 0) {
-      const double elapsed = seconds_since(t_start);
-      const double rate = done_here / G / std::max(elapsed, 1e-9);  // batches/s
-      const int64_t left = n_batches - done / G;
-      const int64_t pairs_done = std::min(N, done / G * config.data.batch_size);
-      char line[200];
-      std::snprintf(line, sizeof line, "sfc run: batch %lld/%lld: %lld/%lld pairs, %.3g pairs/s, ETA %.0f s\n",
-                    static_cast<long long>(done / G), static_cast<long long>(n_batches),
-                    static_cast<long long>(pairs_done), static_cast<long long>(N), rate * config.data.batch_size,
-                    rate > 0 ? left / rate : 0.0);
-      std::cerr << line << std::flush;
-    }
+    if (finished_now > 0) progress.update(pairs_in(done / G), done / G, seconds_since(t_start));
     if (stop && round + 1 < rounds) {
       outcome.stopped = true;
       outcome.signal = static_cast<int>(g_stop_signal);
       break;
     }
   }
+  progress.finish();
   outcome.batches_done = done / G;
   return outcome;
 }

@@ -59,8 +59,10 @@ TEST(RunCommand, FixtureMatchesHuggingFace) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(d.out));
   EXPECT_FALSE(fs::exists(d.out.string() + ".partial"));
-  EXPECT_NE(r.err.find("batch 2/2: 4/4 pairs"), std::string::npos) << r.err;
+  // stderr is a file here, not a terminal: no bar, and within run.progress_seconds only the last line.
+  EXPECT_NE(r.err.find("sfc run: 4/4 pairs (100.0%), 2/2 batches, "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("pairs/s"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << r.err;
 
   // The same pairs one by one, with every latent score stored.
   const auto full = d.dir / "full.h5";
@@ -83,8 +85,11 @@ TEST(RunCommand, FixtureMatchesHuggingFace) {
 
 TEST(RunCommand, OnlySomeEnginesAndSitesStillWriteEverySchemaDataset) {
   RunDir d;
-  const auto r = run(d.base() + " --run.engines=atp --sae.sites=attn --sae.layers=1,3 --output.latents=none", d.dir);
+  const auto r = run(d.base() + " --run.engines=atp --sae.sites=attn --sae.layers=1,3 --output.latents=none" +
+                         " --run.progress_seconds=0",
+                     d.dir);
   ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("4/4 pairs"), std::string::npos) << "progress_seconds = 0 prints no progress: " << r.err;
   const std::string script =
       "import sys, numpy as np, h5py; sys.path.insert(0, sys.argv[2]); import sfc_schema as S\n"
       "f = h5py.File(sys.argv[1], 'r')\n"

@@ -63,6 +63,7 @@ struct DataSection {
 struct RunSection {
   std::string engines = "atp,ig,patch";
   int threads = 0;  // 0 = OMP_NUM_THREADS, or 1 when unset
+  int progress_seconds = 30;  // rank 0, stderr not a terminal: a progress line this often (0 = none)
 
   void add_options(boost::program_options::options_description& desc);
   void validate() const;
@@ -139,8 +140,8 @@ struct RunConfig {
   engines::EngineOptions engine_options() const;
   std::filesystem::path tokenizer_path() const;  // model.tokenizer or its default
   std::filesystem::path shard_dir() const;       // dist.shards or <output.path>.shards
-  // The keys that decide what a shard holds (not where it runs: device, threads and paths of the
-  // output are left out), for refusing to resume another run's shards.
+  // The keys that decide what a shard holds (not where it runs: device, threads, progress and the
+  // output path are left out), for refusing to resume another run's shards.
   std::string shard_fingerprint() const;
 };
 
@@ -157,7 +158,8 @@ struct RunCommandLine {
 // Parses `sfc run` arguments: `--config FILE`, `--section.key=value` overrides (which win over the
 // file), `--print-config`, `--help`. Unknown keys in the file or on the command line, and values
 // that do not parse, are UsageErrors naming the key (and the file); a value that parses but is not
-// allowed is a ConfigError naming key and value. Validates unless help was asked for.
+// allowed is a ConfigError naming key and value (and the file, when the value came from it).
+// Validates unless help was asked for.
 RunCommandLine parse_run_command_line(const std::vector<std::string>& args);
 
 }  // namespace sfc::app
