@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler libzip-dev zlib1g-dev
   python3-h5py python3-matplotlib python3-numpy
+  slurmctld slurmd slurm-client munge   # a single-node SLURM for tests/slurm (scripts/slurm-local.sh)
   dpkg-dev
 )
 
