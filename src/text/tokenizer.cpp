@@ -5,12 +5,33 @@
 #include <sentencepiece_trainer.h>
 
 #include <fstream>
+#include <iostream>
+#include <sstream>
 #include <string>
 #include <unordered_map>
 
 #include "sfc/core/error.h"
 
 namespace sfc::text {
+namespace {
+
+// sentencepiece logs to std::cerr, and Load() prints "LOG(INFO) precompiled_charsmap is empty" for
+// every model without a normaliser (the built-in one): once per rank per run, noise in every job log.
+// Its switch (logging::SetMinLogLevel) is in no installed header of 0.1.97, so the INFO lines are
+// dropped here instead; anything else it prints is passed on.
+sentencepiece::util::Status load_quietly(sentencepiece::SentencePieceProcessor& processor,
+                                         const std::filesystem::path& model_file) {
+  std::ostringstream captured;
+  std::streambuf* const original = std::cerr.rdbuf(captured.rdbuf());
+  const auto status = processor.Load(model_file.string());
+  std::cerr.rdbuf(original);
+  std::istringstream lines(captured.str());
+  for (std::string line; std::getline(lines, line);)
+    if (line.find("LOG(INFO)") == std::string::npos) std::cerr << line << '\n';
+  return status;
+}
+
+}  // namespace
 
 struct Tokenizer::Impl {
   sentencepiece::SentencePieceProcessor processor;
@@ -22,7 +43,7 @@ Tokenizer::Tokenizer(const std::filesystem::path& model_file)
   std::error_code ec;
   if (!std::filesystem::is_regular_file(model_file, ec))
     throw LoadError(model_file, "tokenizer model not found (pass --tokenizer <tokenizer.model>)");
-  const auto status = impl_->processor.Load(model_file.string());
+  const auto status = load_quietly(impl_->processor, model_file);
   if (!status.ok())
     throw LoadError(model_file, "not a sentencepiece model: " + status.ToString());
   if (impl_->processor.bos_id() < 0)

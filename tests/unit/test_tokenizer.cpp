@@ -131,6 +131,15 @@ TEST(Tokenizer, CorruptFileIsALoadError) {
   EXPECT_THROW(Tokenizer(dir / "bad.model"), sfc::LoadError);
 }
 
+// The built-in tokenizer has no normaliser; sentencepiece logs "LOG(INFO) precompiled_charsmap is
+// empty" on loading it, which would land in every job log once per rank.
+TEST(Tokenizer, LoadingAModelWithoutNormaliserPrintsNothing) {
+  testing::internal::CaptureStderr();
+  const Tokenizer tok(std::filesystem::path(SFC_SOURCE_DIR) / "models/builtin/model/tokenizer.model");
+  EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(tok.encode_one_token(" is"), tok.encode(" is", /*add_bos=*/false).at(0));
+}
+
 TEST(Tokenizer, TrainingOnMissingCorpusFails) {
   TempDir dir;
   EXPECT_THROW(sfc::text::train_sentencepiece(dir / "nope.txt", dir / "m", 100), sfc::Error);
