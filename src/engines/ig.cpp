@@ -16,7 +16,7 @@ namespace {
 // gradient there is left 0, which is harmless: every IG score multiplies it by a Δ that is exactly 0.
 torch::Tensor sum_gradients(const model::Gemma2Impl& model, const data::PairBatch& batch, Site site, int64_t layer,
                             const BatchCache& cache, const torch::Tensor& alphas) {
-  const int64_t L = model.config().n_layer, B = batch.size(), S = alphas.size(0);
+  const int64_t B = batch.size(), S = alphas.size(0);
   const auto& x = cache.at(cache.clean, site, layer);
   const auto& x_patch = cache.at(cache.patch, site, layer);
   const int64_t T = x.size(1);
@@ -34,20 +34,16 @@ torch::Tensor sum_gradients(const model::Gemma2Impl& model, const data::PairBatc
   auto rows = torch::arange(B, torch::TensorOptions().dtype(torch::kInt64).device(x.device())).repeat({S});
   const model::KvPrefix prefix{&cache.kv, rows, offset};
 
-  torch::Tensor x_leaf, h;
-  if (site == Site::kResid) {
-    // The resid site is the output of the layer: resume right after it.
-    x_leaf = x_alpha.detach().requires_grad_(true);
-    h = model.run_layers(x_leaf, layer + 1, L, nullptr, nullptr, &prefix);
-  } else {
-    model::SiteCalls sites(L);
-    auto all = torch::ones({S * B, T - offset}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
-    sites.replace(site, layer, x_alpha, all);
-    sites.record(site, layer, /*grad=*/true);
-    h = model.run_layers(cache.resid_in[layer].slice(1, offset).repeat({S, 1, 1}), layer, L, &sites, nullptr, &prefix);
-    x_leaf = sites.recorded(site, layer);
-  }
-  auto ld = model::logit_diff(model, h, answers);
+  // Resume right after the site (skipping the part of its layer before it), the last layer only at
+  // the answer positions.
+  torch::Tensor base;  // what the rest of the site's layer adds x to or reads besides it
+  if (site == Site::kAttn) base = cache.resid_in[layer].slice(1, offset).repeat({S, 1, 1});
+  if (site == Site::kMlp) base = cache.kv.mid[layer].slice(1, offset).repeat({S, 1, 1});
+  auto x_leaf = x_alpha.detach().requires_grad_(true);
+  auto answers_at_0 = answers;  // run_from_site_to_answer's output holds only the answer positions
+  answers_at_0.pos = torch::zeros_like(answers.pos);
+  auto ld = model::logit_diff(
+      model, model.run_from_site_to_answer(site, layer, x_leaf, base, answers.pos, &prefix), answers_at_0);
   auto grad = torch::autograd::grad({ld.sum()}, {x_leaf})[0];  // (S·B, T', W), rows independent
   out.slice(1, offset).copy_(grad.view({S, B, T - offset, grad.size(2)}).sum(0));
   return out;

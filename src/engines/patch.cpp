@@ -37,18 +37,21 @@ torch::Tensor ld_with_delta(const model::Gemma2Impl& model, const data::PairBatc
   const int64_t L = model.config().n_layer;
   auto r = rows.to(cache.resid_in[0].device());
   const model::KvPrefix prefix{&cache.kv, r, offset};
-  torch::Tensor h;
-  if (site == Site::kResid) {  // the output of `layer` is the input of the next one
-    auto h_in = cache.resid_in[layer + 1].index_select(0, r).slice(1, offset) + delta;
-    h = model.run_layers(h_in, layer + 1, L, nullptr, nullptr, &prefix);
-  } else {
-    model::SiteCalls sites(L);
-    sites.add(site, layer, delta);
-    h = model.run_layers(cache.resid_in[layer].index_select(0, r).slice(1, offset), layer, L, &sites, nullptr, &prefix);
-  }
   auto answers = detail::select_answers(batch.answers, rows);
   answers.pos = answers.pos - offset;  // answer positions within the computed positions
-  return model::logit_diff(model, h, answers);
+  auto answers_at_0 = answers;         // of run_to_answer's output, which holds only those positions
+  answers_at_0.pos = torch::zeros_like(answers.pos);
+  // The last layer runs only at the answer positions (run_to_answer) unless the site is in it.
+  if (site == Site::kResid) {  // the output of `layer` is the input of the next one
+    auto h_in = cache.resid_in[layer + 1].index_select(0, r).slice(1, offset) + delta;
+    return model::logit_diff(model, model.run_to_answer(h_in, layer + 1, answers.pos, nullptr, &prefix), answers_at_0);
+  }
+  model::SiteCalls sites(L);
+  sites.add(site, layer, delta);
+  auto h_in = cache.resid_in[layer].index_select(0, r).slice(1, offset);
+  if (layer + 1 < L)
+    return model::logit_diff(model, model.run_to_answer(h_in, layer, answers.pos, &sites, &prefix), answers_at_0);
+  return model::logit_diff(model, model.run_layers(h_in, layer, L, &sites, nullptr, &prefix), answers);
 }
 
 // The error-node difference e(x') − e(x) of a site (B, T, W), in the model's dtype.

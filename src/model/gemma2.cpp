@@ -31,6 +31,13 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+// The dtype's lowest finite value as a 0-d tensor: what HF adds to masked attention scores.
+torch::Tensor lowest_value(torch::Dtype dtype, torch::Device device) {
+  auto lowest = torch::scalar_tensor(0, torch::TensorOptions().dtype(dtype).device(device));
+  lowest.fill_(dtype == torch::kBFloat16 ? -3.3895313892515355e38 : (dtype == torch::kHalf ? -65504.0 : -3.4028234663852886e38));
+  return lowest;
+}
+
 // Additive attention mask (S, P) in `dtype` for queries at positions offset..offset+S−1 and keys at
 // 0..P−1 (P = offset + S): 0 where the query may attend the key, the dtype's lowest value elsewhere
 // (as HF does; exp underflows to exactly 0). Causal, and with a sliding window `window` > 0 also
@@ -41,9 +48,7 @@ torch::Tensor attention_mask(int64_t n_query, int64_t offset, int64_t window, to
   auto k = torch::arange(offset + n_query, opts.dtype(torch::kInt64)).unsqueeze(0);
   auto blocked = k > q;
   if (window > 0) blocked = blocked | (k <= q - window);
-  auto lowest = torch::scalar_tensor(0, opts.dtype(dtype));
-  lowest.fill_(dtype == torch::kBFloat16 ? -3.3895313892515355e38 : (dtype == torch::kHalf ? -65504.0 : -3.4028234663852886e38));
-  return torch::where(blocked, lowest, torch::zeros({}, opts.dtype(dtype)));
+  return torch::where(blocked, lowest_value(dtype, device), torch::zeros({}, opts.dtype(dtype)));
 }
 
 }  // namespace
@@ -104,6 +109,43 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor
   return torch::linear(z, o_proj->weight);  // (B, T, D)
 }
 
+torch::Tensor AttentionImpl::forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& pos, const KvPrefix* prefix) const {
+  // As forward() (same operations in the same order), with one query per row.
+  const int64_t R = h.size(0), S = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
+  auto at = pos.to(h.device(), torch::kInt64);                                     // (R)
+  auto h_q = h.gather(1, at.view({R, 1, 1}).expand({R, 1, h.size(2)}));           // (R, 1, D)
+  auto q = torch::linear(h_q, q_proj->weight).view({R, 1, H, Dh}).transpose(1, 2);  // (R, H, 1, Dh)
+  auto k = torch::linear(h, k_proj->weight).view({R, S, K, Dh}).transpose(1, 2);    // (R, K, S, Dh)
+  auto v = torch::linear(h, v_proj->weight).view({R, S, K, Dh}).transpose(1, 2);    // (R, K, S, Dh)
+  auto cos_q = cos.index_select(0, at).view({R, 1, 1, Dh}), sin_q = sin.index_select(0, at).view({R, 1, 1, Dh});
+  q = q * cos_q + rotate_half(q) * sin_q;
+  k = k * cos + rotate_half(k) * sin;
+  const int64_t offset = prefix ? prefix->offset : 0;
+  if (offset > 0) {
+    auto rows = prefix->rows.to(k.device());
+    k = torch::cat({prefix->cache->k[layer].index_select(0, rows).slice(2, 0, offset), k}, 2);
+    v = torch::cat({prefix->cache->v[layer].index_select(0, rows).slice(2, 0, offset), v}, 2);
+  }
+  k = k.repeat_interleave(H / K, /*dim=*/1);
+  v = v.repeat_interleave(H / K, /*dim=*/1);  // (R, H, P, Dh)
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(config.query_pre_attn_scalar, -0.5);  // (R, H, 1, P)
+  scores = soft_cap(scores, config.attn_softcap);
+  // The mask row of each query's own position: causal, and the sliding window where the layer has one.
+  const int64_t P = offset + S;
+  auto query = (at + offset).view({R, 1});
+  auto key = torch::arange(P, torch::TensorOptions().dtype(torch::kInt64).device(h.device())).view({1, P});
+  auto blocked = key > query;
+  const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
+  if (window > 0) blocked = blocked | (key <= query - window);
+  auto mask = torch::where(blocked, lowest_value(scores.scalar_type(), scores.device()), torch::zeros({}, scores.options()));
+  scores = scores + mask.view({R, 1, 1, P});
+  auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
+                   .to(q.scalar_type());                                              // (R, H, 1, P)
+  auto z = torch::matmul(probs, v).transpose(1, 2).reshape({R, 1, H * Dh});          // (R, 1, H·Dh)
+  return torch::linear(z, o_proj->weight);                                           // (R, 1, D)
+}
+
 // ---------------------------------------------------------------------------------------------
 MlpImpl::MlpImpl(const Gemma2Config& c) {
   gate_proj = register_module("gate_proj", linear(c.d_model, c.d_mlp));
@@ -131,11 +173,25 @@ torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& co
                                         SiteCalls* sites, KvCache* record, const KvPrefix* prefix) const {
   auto attn_out = self_attn->forward(input_layernorm->forward(h), cos, sin, sites, record, prefix);  // site attn inside
   h = h + post_attention_layernorm->forward(attn_out);                      // post-attention norm, then residual
+  if (record) record->mid[layer] = h.detach();
   auto mlp_out = post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
   if (sites) mlp_out = sites->at(Site::kMlp, layer, mlp_out);
   h = h + mlp_out;
   if (sites) h = sites->at(Site::kResid, layer, h);
   return h;  // (B, T, D)
+}
+
+torch::Tensor DecoderLayerImpl::forward_from_attn_site(const torch::Tensor& h, const torch::Tensor& z) const {
+  auto mid = h + post_attention_layernorm->forward(torch::linear(z, self_attn->o_proj->weight));
+  return mid + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(mid)));
+}
+
+torch::Tensor DecoderLayerImpl::forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                           const torch::Tensor& pos, const KvPrefix* prefix) const {
+  auto attn_out = self_attn->forward_at(input_layernorm->forward(h), cos, sin, pos, prefix);  // (R, 1, D)
+  auto at = pos.to(h.device(), torch::kInt64).view({h.size(0), 1, 1}).expand({h.size(0), 1, h.size(2)});
+  auto out = h.gather(1, at) + post_attention_layernorm->forward(attn_out);
+  return out + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(out)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,6 +237,7 @@ torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end
   if (record) {
     record->k.resize(config_.n_layer);
     record->v.resize(config_.n_layer);
+    record->mid.resize(config_.n_layer);
   }
   if (prefix && prefix->offset > 0) {
     TORCH_CHECK(!record, "run_layers: recording keys/values of a prefixed forward is not supported");
@@ -189,6 +246,32 @@ torch::Tensor Gemma2Impl::run_layers(torch::Tensor h, int64_t first, int64_t end
   auto [cos, sin] = rotary(h.size(1), prefix ? prefix->offset : 0);
   for (int64_t i = first; i < end; ++i) h = layers_.at(i)->forward(h, cos, sin, sites, record, prefix);
   return h;
+}
+
+torch::Tensor Gemma2Impl::run_to_answer(torch::Tensor h, int64_t first, const torch::Tensor& pos, SiteCalls* sites,
+                                        const KvPrefix* prefix) const {
+  const int64_t L = config_.n_layer;
+  TORCH_CHECK(pos.dim() == 1 && pos.size(0) == h.size(0), "run_to_answer: pos must be (R)");
+  torch::AutoGradMode grad_mode(h.requires_grad() || (sites != nullptr && sites->wants_grad()));
+  auto at = pos.to(h.device(), torch::kInt64);
+  if (first >= L) return h.gather(1, at.view({h.size(0), 1, 1}).expand({h.size(0), 1, h.size(2)}));
+  h = run_layers(h, first, L - 1, sites, nullptr, prefix);
+  auto [cos, sin] = rotary(h.size(1), prefix ? prefix->offset : 0);
+  return layers_.back()->forward_at(h, cos, sin, at, prefix);
+}
+
+torch::Tensor Gemma2Impl::run_from_site_to_answer(Site site, int64_t layer, const torch::Tensor& x,
+                                                  const torch::Tensor& base, const torch::Tensor& pos,
+                                                  const KvPrefix* prefix) const {
+  TORCH_CHECK(0 <= layer && layer < config_.n_layer, "run_from_site_to_answer: no layer ", layer);
+  torch::AutoGradMode grad_mode(x.requires_grad());
+  torch::Tensor h;  // the output of `layer`
+  switch (site) {
+    case Site::kResid: h = x; break;
+    case Site::kMlp: h = base + x; break;
+    case Site::kAttn: h = layers_.at(layer)->forward_from_attn_site(base, x); break;
+  }
+  return run_to_answer(h, layer + 1, pos, nullptr, prefix);
 }
 
 torch::Tensor Gemma2Impl::forward(const torch::Tensor& tokens, SiteCalls* sites, KvCache* record) const {

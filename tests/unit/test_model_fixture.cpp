@@ -82,6 +82,83 @@ TEST_F(Gemma2Fixture, PrefixedForwardMatchesTheFullForward) {
   }
 }
 
+// The last layer at only each row's answer position (run_to_answer) equals the full forward there,
+// with and without a cached prefix, for rows whose answer positions differ (inside and beyond the
+// sliding window of the fixture's sliding layers).
+TEST_F(Gemma2Fixture, RunToAnswerMatchesTheFullForwardAtTheAnswers) {
+  auto tokens = test::ref("tokens_clean");
+  const int64_t L = model().config().n_layer, T = tokens.size(1);
+  SiteCalls sites(L);
+  sites.record(Site::kResid, 0);
+  KvCache kv;
+  auto h_full = model().forward(tokens, &sites, &kv);
+  const auto rows = torch::tensor({2, 0, 1}, torch::kInt64);
+  for (int64_t offset : {0, 1, 5}) {
+    for (int64_t first : {int64_t{1}, L - 1, L}) {
+      KvPrefix prefix{&kv, rows, offset};
+      auto h_in = first == L ? h_full.index_select(0, rows).slice(1, offset)
+                             : model().run_layers(sites.recorded(Site::kResid, 0).index_select(0, rows).slice(1, offset),
+                                                  1, first, nullptr, nullptr, &prefix);
+      auto pos = torch::tensor({T - 1 - offset, int64_t{2}, T - 3 - offset}, torch::kInt64).clamp_min(0);
+      auto got = model().run_to_answer(h_in, first, pos, nullptr, &prefix);  // (R, 1, D)
+      auto want = h_full.index_select(0, rows).slice(1, offset).gather(
+          1, pos.view({3, 1, 1}).expand({3, 1, h_full.size(2)}));
+      EXPECT_TRUE(test::close_rel_max(got, want, 1e-6,
+                                      "offset " + std::to_string(offset) + ", first layer " + std::to_string(first)));
+    }
+  }
+}
+
+// Resuming right after a site with the clean activation there gives the clean output at the answers,
+// for every site and layer, with and without a cached prefix.
+TEST_F(Gemma2Fixture, RunFromSiteToAnswerMatchesTheFullForward) {
+  auto tokens = test::ref("tokens_clean");
+  const int64_t L = model().config().n_layer, T = tokens.size(1);
+  SiteCalls sites(L);
+  sites.record_all();
+  KvCache kv;
+  auto h_full = model().forward(tokens, &sites, &kv);
+  const auto rows = torch::tensor({0, 1, 2}, torch::kInt64);
+  auto pos = torch::tensor({T - 1, T - 2, T - 4}, torch::kInt64);
+  for (int64_t offset : {0, 4}) {
+    KvPrefix prefix{&kv, rows, offset};
+    auto want = h_full.slice(1, offset).gather(1, (pos - offset).view({3, 1, 1}).expand({3, 1, h_full.size(2)}));
+    for (Site site : kAllSites) {
+      for (int64_t l = 0; l < L; ++l) {
+        torch::Tensor base;
+        if (site == Site::kAttn) base = (l == 0 ? model().embed(tokens) : sites.recorded(Site::kResid, l - 1)).slice(1, offset);
+        if (site == Site::kMlp) base = kv.mid[l].slice(1, offset);
+        auto got = model().run_from_site_to_answer(site, l, sites.recorded(site, l).slice(1, offset), base, pos - offset,
+                                                   &prefix);
+        EXPECT_TRUE(test::close_rel_max(got, want, 1e-6, std::string(site_name(site)) + " layer " + std::to_string(l) +
+                                                             ", offset " + std::to_string(offset)));
+      }
+    }
+  }
+}
+
+// The same where the last layer has a sliding window that blocks early keys: a random 3-layer model
+// (layer 2 slides) with a window of 4 over 12 positions.
+TEST(RunToAnswer, SlidingWindowInTheLastLayer) {
+  torch::manual_seed(3);
+  auto config = Gemma2Config::from_json_file(test::tiny_dir() / "model" / "config.json");
+  config.n_layer = 3;
+  config.sliding_window = 4;
+  ASSERT_TRUE(config.is_sliding(2));
+  Gemma2 model(config);
+  auto tokens = torch::randint(4, config.vocab_size, {2, 12}, torch::kInt64);
+  KvCache kv;
+  auto h_full = model->forward(tokens, nullptr, &kv);
+  auto h_in = model->run_layers(model->embed(tokens), 0, 2, nullptr);
+  for (int64_t offset : {0, 3}) {
+    KvPrefix prefix{&kv, torch::tensor({0, 1}, torch::kInt64), offset};
+    auto pos = torch::tensor({11 - offset, 6 - offset}, torch::kInt64);
+    auto got = model->run_to_answer(h_in.slice(1, offset), 2, pos, nullptr, &prefix);
+    auto want = h_full.slice(1, offset).gather(1, pos.view({2, 1, 1}).expand({2, 1, h_full.size(2)}));
+    EXPECT_TRUE(test::close_rel_max(got, want, 1e-6, "offset " + std::to_string(offset)));
+  }
+}
+
 TEST_F(Gemma2Fixture, SaeLatentsAndErrorsOfTheModelsActivationsMatch) {
   sae::SaeLocator locator(test::tiny_dir() / "saes");
   for (const std::string run : {"clean", "patch"}) {

@@ -21,6 +21,9 @@ namespace sfc::model {
 // read the earlier keys and values from here.
 struct KvCache {
   std::vector<torch::Tensor> k, v;  // [layer] (B, K, T, Dh); undefined for layers not run
+  // [layer] (B, T, D): the residual stream after the layer's attention block, to which its MLP
+  // output is added; lets a forward resume right after the `mlp` site.
+  std::vector<torch::Tensor> mid;
 };
 
 // Makes a forward run over positions [offset, offset + S) only, continuing rows `rows` of a cached
@@ -46,6 +49,10 @@ struct AttentionImpl : torch::nn::Module {
   // `record` when given; reads positions < offset from `prefix` when given.
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                         SiteCalls* sites, KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
+  // The same for one query per row: keys and values from all S positions of h, the query of row r
+  // only at position pos[r] (0 ≤ pos < S, int64 (R)); returns the output there (R, 1, D). No sites.
+  torch::Tensor forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                           const torch::Tensor& pos, const KvPrefix* prefix = nullptr) const;
   // weights (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh); no biases
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   Gemma2Config config;
@@ -66,6 +73,12 @@ struct DecoderLayerImpl : torch::nn::Module {
   // h: (B, S, D) input of the layer -> output of the layer (the `resid` site).
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin, SiteCalls* sites,
                         KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
+  // The rest of the layer after its `attn` site: h the layer's input, z the input of o_proj
+  // (B, S, H·Dh) -> the layer's output (B, S, D), with the same operations as forward().
+  torch::Tensor forward_from_attn_site(const torch::Tensor& h, const torch::Tensor& z) const;
+  // The layer's output only at position pos[r] of each row (R, 1, D); see AttentionImpl::forward_at.
+  torch::Tensor forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                           const torch::Tensor& pos, const KvPrefix* prefix = nullptr) const;
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   RmsNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -96,6 +109,19 @@ class Gemma2Impl : public torch::nn::Module {
   // tensors of those positions) and the earlier positions come from the prefix's cache.
   torch::Tensor run_layers(torch::Tensor h, int64_t first, int64_t end, SiteCalls* sites,
                            KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
+  // run_layers(h, first, n_layer) at only what the metric reads: the output of the last layer at
+  // position pos[r] of each row, (R, 1, D) (pos (R) int64, relative to h's first position). The last
+  // layer computes keys and values at all positions but everything else only there, which saves most
+  // of a layer in every resumed forward of IG and patching. `sites` must not touch the last layer.
+  torch::Tensor run_to_answer(torch::Tensor h, int64_t first, const torch::Tensor& pos, SiteCalls* sites,
+                              const KvPrefix* prefix = nullptr) const;
+  // Resumes inside layer `layer` right after `site`, whose activation is x (R, S, W), and runs on to
+  // the answer positions as run_to_answer. `base` is what the rest of the layer needs besides x:
+  // attn: the layer's input; mlp: KvCache::mid of the layer (x is added to it); resid: unused (x is
+  // the layer's output). Skips everything of the layer before the site, which a SiteCalls
+  // replacement would recompute and throw away.
+  torch::Tensor run_from_site_to_answer(Site site, int64_t layer, const torch::Tensor& x, const torch::Tensor& base,
+                                        const torch::Tensor& pos, const KvPrefix* prefix = nullptr) const;
   // embed + all layers: output of the last layer (B, T, D), before the final norm.
   torch::Tensor forward(const torch::Tensor& tokens, SiteCalls* sites = nullptr, KvCache* record = nullptr) const;
   // Full logits (B, T, V) from the last layer's output: final norm, tied unembedding, soft-cap.
