@@ -11,6 +11,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev
+  libopenblas0-openmp   # libtorch's recommended BLAS; without it Debian's reference libblas3 makes every matmul ~6x slower
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev libgtest-dev

@@ -250,17 +250,20 @@ class SlurmCluster(unittest.TestCase):
 
     def test_usr1_before_the_time_limit_requeues_and_resumes(self):
         pairs = os.path.join(self.tmp, "signal-pairs.jsonl")
-        write_pairs(pairs, 48)  # 24 batches of 2 pairs: a few seconds, so the signal lands mid-run
+        # 96 batches of 2 pairs with 30 IG steps: about 10 s here (48 pairs with 10 steps took 1 s and
+        # were done before the signal came), so the signal lands mid-run on a faster machine too.
+        n_pairs, n_batches = 192, 96
+        write_pairs(pairs, n_pairs)
         out = os.path.join(self.tmp, "signal", "usr1.h5")
         # A progress line every second in the job log tells the test that batches are being computed.
-        overrides = [*fixture_overrides(pairs), "--run.progress_seconds=1", "--data.batch_size=2"]
+        overrides = [*fixture_overrides(pairs), "--run.progress_seconds=1", "--ig.steps=30", "--data.batch_size=2"]
         got = self.submit("submit.sh", "--ntasks=2", CONFIG, *overrides, "--output.path=" + out)
         run_id, reduce_id = got["run"][0], got["reduce"][0]
         log = os.path.join(self.env["SFC_LOG_DIR"], "sfc-gemma2-tiny-%s.out" % run_id)
         end = time.time() + JOB_TIMEOUT
         while time.time() < end:
             text = self.log_of(os.path.basename(log)) if os.path.exists(log) else ""
-            if re.search(r"sfc run: \d+/48 pairs .*, \d+/24 batches", text):
+            if re.search(r"sfc run: \d+/%d pairs .*, \d+/%d batches" % (n_pairs, n_batches), text):
                 break
             time.sleep(0.1)
         else:
@@ -275,7 +278,7 @@ class SlurmCluster(unittest.TestCase):
         self.assertIn("requeueing job " + run_id, text)
         self.assertIn("start 2,", text)
         self.assertRegex(text, r"--data.batch_size=2 --output.path=\S+ --resume")
-        self.assertRegex(text, r"resuming: \d+/24 batches already in the shards")
+        self.assertRegex(text, r"resuming: \d+/%d batches already in the shards" % n_batches)
         recs = self.records(run_id)
         self.assertGreaterEqual(len(recs), 2, recs)  # the first start ended in the requeue
         self.assertEqual(recs[-1]["JobState"], "COMPLETED", recs)
@@ -283,8 +286,8 @@ class SlurmCluster(unittest.TestCase):
         self.assert_completed(reduce_id)
         self.assertGreaterEqual(self.records(reduce_id)[-1]["StartTime"], recs[-1]["EndTime"],
                                 "the reduce job waits for the requeued run")
-        self.assert_results_file(out, n_pairs=48, world_size=2)
-        self.assert_same_results(self.reference("signal", "--data.batch_size=2", pairs=pairs), out)
+        self.assert_results_file(out, n_pairs=n_pairs, world_size=2)
+        self.assert_same_results(self.reference("signal", "--ig.steps=30", "--data.batch_size=2", pairs=pairs), out)
 
     def test_sweep_is_a_job_array_with_one_file_per_experiment(self):
         jobfile = os.path.join(self.tmp, "tiny-sweep.job")
