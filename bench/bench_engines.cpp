@@ -18,7 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "sfc/core/site.h"
 #include "sfc/engines/engines.h"
+#include "sfc/model/config.h"
 #include "support/engine_fixture.h"
 #include "support/random_model.h"
 
@@ -105,6 +107,42 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 
 double max_abs(const torch::Tensor& a) {
   return a.to(torch::kFloat64).nan_to_num(0.0).abs().max().item<double>();
+}
+
+// Multiply-adds of the matmuls that IG does per pair, over all sites and layers, as each path runs
+// them: the slow path a full forward and a backward down to the site per step; the fast path, per
+// step but α = 0, a forward and backward from right after the site over the positions from the first
+// changed one on, the last layer only at the answer (its keys and values at all those positions).
+// A backward costs what its forward does (weights need no gradient). With matmuls the whole cost
+// (sgemm is ~70-90% of a profile), the measured ratio comes out near slow / fast of this; only doing
+// less arithmetic moves it (the slow path's smaller matmuls run less efficiently, so it can come out above).
+struct IgWork {
+  double slow = 0, fast = 0;
+};
+
+IgWork ig_matmul_work(const sfc::model::Gemma2Config& c, int64_t T, int64_t first_changed, int64_t steps) {
+  const double d = double(c.d_model), hd = double(c.head_dim);
+  const double kv = 2 * d * double(c.n_head_kv) * hd, qo = 2 * d * double(c.n_head) * hd;
+  const double mlp = 3 * d * double(c.d_mlp), attn = 2 * double(c.n_head) * hd * double(T);  // scores, mix
+  const double token = kv + qo + mlp + attn;  // one layer, one position
+  const double Tn = double(T - first_changed), L = double(c.n_layer);
+  const double last_layer_fast = Tn * kv + (qo + mlp + attn);  // answer position only, but its keys/values
+  IgWork w;
+  for (int site = 0; site < sfc::kNumSites; ++site) {
+    const bool attn_site = site == static_cast<int>(sfc::Site::kAttn);  // the layer's MLP is still to run
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      const bool last = l + 1 == c.n_layer;
+      double after_slow = attn_site ? double(T) * mlp : 0;
+      double after_fast = attn_site ? (last ? mlp : Tn * mlp) : 0;
+      for (int64_t k = l + 1; k < c.n_layer; ++k) {
+        after_slow += double(T) * token;
+        after_fast += k + 1 == c.n_layer ? last_layer_fast : Tn * token;
+      }
+      w.slow += double(steps) * (L * double(T) * token + after_slow);
+      w.fast += double(steps - 1) * 2 * after_fast;
+    }
+  }
+  return w;
 }
 
 }  // namespace
@@ -230,6 +268,10 @@ int main(int argc, char** argv) {
               (long long)a.slow_pairs, (long long)a.pairs);
   std::printf("IG:       slow/fast per pair = %.1fx  (%lld steps; slow timed on %lld of %lld pairs)\n",
               slow_ig_pp / fast_ig_pp, (long long)a.ig_steps, (long long)ig_slow_done, (long long)a.pairs);
+  const IgWork work = ig_matmul_work(config, T, diff_at, a.ig_steps);
+  std::printf("          slow/fast matmul multiply-adds = %.1fx  (counted from the shapes: what the ratio "
+              "above comes to when matmul arithmetic is the cost)\n",
+              work.slow / work.fast);
   std::printf("\nfast vs slow agreement (max |fast - slow|, fp32):\n");
   std::printf("  patch_effect         %.3g   (max |effect| %.3g)\n", patch_diff, patch_scale);
   std::printf("  patch_effect_global  %.3g\n", patch_global_diff);
