@@ -12,7 +12,6 @@ Run by ctest (tests/analysis/CMakeLists.txt) with SFC_BINARY set, or by hand:
 """
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,9 @@ import unittest
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from random_pairs import write_random_pairs  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANALYSIS = os.path.join(SOURCE, "analysis")
@@ -34,21 +36,6 @@ N_PAIRS = 8
 STUDY_FIGURES = ("a_error_grad_vs_delta", "b_error_cos_vs_delta", "c_resid_post_metrics",
                  "d_estimators_vs_patching", "e_layer_lines", "e_layer_lines_by_position")
 RTOL = 1e-9
-
-
-def write_pairs(path, n, seed=0):
-    """n pairs of 6..11 tokens over the fixture's 300-token vocabulary; the patch changes 1-2 tokens."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for i in range(n):
-            length = rng.randint(6, 11)
-            clean = [2] + [rng.randrange(4, 300) for _ in range(length - 1)]
-            patch = list(clean)
-            for pos in rng.sample(range(1, length), rng.randint(1, 2)):
-                patch[pos] = rng.randrange(4, 300)
-            a, b = rng.sample(range(4, 300), 2)
-            f.write(json.dumps({"clean_ids": clean, "patch_ids": patch, "clean_answer_id": a,
-                                "patch_answer_id": b, "case": "analysis-%d" % i}) + "\n")
 
 
 def env():
@@ -118,8 +105,8 @@ class Plots(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sfc-analysis-")
         d = cls.dir = cls.tmp.name
-        write_pairs(os.path.join(d, "pairs.jsonl"), N_PAIRS)
-        write_pairs(os.path.join(d, "pairs2x.jsonl"), 2 * N_PAIRS, seed=1)
+        write_random_pairs(os.path.join(d, "pairs.jsonl"), N_PAIRS, "analysis")
+        write_random_pairs(os.path.join(d, "pairs2x.jsonl"), 2 * N_PAIRS, "analysis", seed=1)
         cls.single = sfc_run(d, "pairs.jsonl", "single.h5")
         cls.no_ig = sfc_run(d, "pairs.jsonl", "no_ig.h5", "--run.engines=atp,patch")
         cls.np2 = sfc_run(d, "pairs.jsonl", "np2.h5", ranks=2)  # strong: same pairs, 2 ranks

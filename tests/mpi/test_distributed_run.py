@@ -10,9 +10,7 @@
 Run by ctest (tests/CMakeLists.txt) with SFC_BINARY set; each test case is its own ctest entry.
 Uses the Hugging Face fixture model and SAEs with a generated pre-tokenised dataset of 16 pairs.
 """
-import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,27 +21,16 @@ import unittest
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from random_pairs import write_random_pairs  # noqa: E402
+from results_compare import assert_same_results  # noqa: E402
+
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "..", "shared", "fixtures")) + "/gemma2-tiny"
 SFC = os.environ.get("SFC_BINARY", os.path.join(SOURCE, "build", "dev", "sfc"))
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]
 EXIT_INTERRUPTED = 75
 N_PAIRS = 16
-
-
-def write_pairs(path, seed=0):
-    """Pairs of 6..11 tokens over the fixture's 300-token vocabulary; the patch changes 1-2 tokens."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for i in range(N_PAIRS):
-            n = rng.randint(6, 11)
-            clean = [2] + [rng.randrange(4, 300) for _ in range(n - 1)]
-            patch = list(clean)
-            for pos in rng.sample(range(1, n), rng.randint(1, 2)):
-                patch[pos] = rng.randrange(4, 300)
-            a, b = rng.sample(range(4, 300), 2)
-            f.write(json.dumps({"clean_ids": clean, "patch_ids": patch, "clean_answer_id": a,
-                                "patch_answer_id": b, "case": "mpi-%d" % i}) + "\n")
 
 
 def sfc_args(folder, out, *extra):
@@ -63,40 +50,11 @@ def run(cmd, **kw):
     return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, **kw)
 
 
-def datasets(path):
-    """Every dataset of a results file except /timing (it measures the run, not the science)."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not name.startswith("timing"):
-                out[name] = obj[()]
-        f.visititems(visit)
-        attrs = {k: f.attrs[k] for k in ("n_pairs", "n_layer", "n_tokens", "schema_version")}
-    return out, attrs
-
-
 class ResultsCase(unittest.TestCase):
-    def assert_same_results(self, reference, other, rtol=1e-6):
-        ref, ref_attrs = datasets(reference)
-        got, got_attrs = datasets(other)
-        self.assertEqual(ref_attrs, got_attrs)
-        self.assertEqual(sorted(ref), sorted(got))
-        for name in ref:
-            a, b = ref[name], got[name]
-            self.assertEqual(a.shape, b.shape, name)
-            if a.dtype.kind == "f":
-                self.assertTrue(np.array_equal(np.isnan(a), np.isnan(b)), name + ": NaN pattern differs")
-                finite = ~np.isnan(a)
-                scale = max(np.abs(a[finite]).max(initial=0.0), 1e-30)
-                err = np.abs(a[finite] - b[finite]).max(initial=0.0)
-                self.assertLessEqual(err, rtol * scale, "%s: max |diff| %g > %g" % (name, err, rtol * scale))
-            else:
-                self.assertTrue(np.array_equal(a, b), name)
-
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="sfc-mpi-")
         self.dir = self.tmp.name
-        write_pairs(os.path.join(self.dir, "pairs.jsonl"))
+        write_random_pairs(os.path.join(self.dir, "pairs.jsonl"), N_PAIRS, "mpi")
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -120,7 +78,7 @@ class RankCountDoesNotChangeANumber(ResultsCase):
             r = run(MPIRUN + ["-np", str(np_)] + sfc_args(self.dir, out, "--dist.site_groups=%d" % groups))
             self.assertEqual(r.returncode, 0, r.stderr)
             with self.subTest(np=np_, site_groups=groups):
-                self.assert_same_results(reference, out)
+                assert_same_results(self, reference, out)
                 with h5py.File(out, "r") as f:
                     self.assertEqual(f["timing"].attrs["world_size"], str(np_))
                     self.assertEqual(f["timing"].attrs["site_groups"], str(groups))
@@ -186,7 +144,7 @@ class KillAndResume(ResultsCase):
         r = run(MPIRUN + ["-np", "2"] + sfc_args(self.dir, out, *self.SLOW, "--resume"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("resuming", r.stderr)
-        self.assert_same_results(reference, out)
+        assert_same_results(self, reference, out)
         with h5py.File(out, "r") as f:  # the resumed run computed only what was missing
             self.assertLess(f["timing/pairs"][:].sum(), N_PAIRS)
 
@@ -203,7 +161,7 @@ class KillAndResume(ResultsCase):
         self.assertFalse(os.path.exists(out))
         r = run(sfc_args(self.dir, out, *self.SLOW, "--resume"))
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assert_same_results(reference, out)
+        assert_same_results(self, reference, out)
         # A second --resume of a finished run does nothing and succeeds (a requeued job).
         r = run(sfc_args(self.dir, out, *self.SLOW, "--resume"))
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -18,9 +18,7 @@ are stopped at the end by the PIDs in their pid files (slurm-local.sh stop).
 
 Run by ctest (tests/slurm/CMakeLists.txt) with SFC_BINARY and SFC_FIXTURES_DIR set; needs root.
 """
-import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -32,6 +30,10 @@ import unittest
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from random_pairs import write_random_pairs  # noqa: E402
+from results_compare import assert_same_results  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.abspath(os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "..", "shared", "fixtures"))) + "/gemma2-tiny"
@@ -46,21 +48,6 @@ def fixture_overrides(pairs=None):
     """Absolute paths, so the jobs run from the temporary folder, not the repository."""
     return ["--model.path=" + FIXTURE + "/model", "--sae.path=" + FIXTURE + "/saes",
             "--data.pairs=" + (pairs or os.path.join(SOURCE, "tests", "data", "gemma2-tiny-pairs.jsonl"))]
-
-
-def write_pairs(path, n_pairs, seed=0):
-    """Pairs of 6..11 tokens over the fixture's 300-token vocabulary; the patch changes 1-2 tokens."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for i in range(n_pairs):
-            n = rng.randint(6, 11)
-            clean = [2] + [rng.randrange(4, 300) for _ in range(n - 1)]
-            patch = list(clean)
-            for pos in rng.sample(range(1, n), rng.randint(1, 2)):
-                patch[pos] = rng.randrange(4, 300)
-            a, b = rng.sample(range(4, 300), 2)
-            f.write(json.dumps({"clean_ids": clean, "patch_ids": patch, "clean_answer_id": a,
-                                "patch_answer_id": b, "case": "slurm-%d" % i}) + "\n")
 
 
 def free_port_pair():
@@ -79,18 +66,6 @@ def free_port_pair():
         except OSError:
             continue
     raise RuntimeError("no two consecutive free ports")
-
-
-def datasets(path):
-    """Every dataset of a results file except /timing (it measures the run, not the science)."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and not name.startswith("timing"):
-                out[name] = obj[()]
-        f.visititems(visit)
-        attrs = {k: f.attrs[k] for k in ("n_pairs", "n_layer", "n_tokens", "schema_version")}
-    return out, attrs
 
 
 def parse_jobcomp(path):
@@ -193,24 +168,6 @@ class SlurmCluster(unittest.TestCase):
             self.assertEqual(r["ExitCode"], "0:0", "job %s: %s" % (job_id, r))
         return latest
 
-    def assert_same_results(self, reference, other, rtol=1e-6):
-        ref, ref_attrs = datasets(reference)
-        got, got_attrs = datasets(other)
-        self.assertEqual(ref_attrs, got_attrs)
-        self.assertEqual(sorted(ref), sorted(got))
-        self.assertTrue(any(n.startswith("error/") for n in ref), sorted(ref))
-        for name in ref:
-            a, b = ref[name], got[name]
-            self.assertEqual(a.shape, b.shape, name)
-            if a.dtype.kind == "f":
-                self.assertTrue(np.array_equal(np.isnan(a), np.isnan(b)), name + ": NaN pattern differs")
-                finite = ~np.isnan(a)
-                scale = max(np.abs(a[finite]).max(initial=0.0), 1e-30)
-                err = np.abs(a[finite] - b[finite]).max(initial=0.0)
-                self.assertLessEqual(err, rtol * scale, "%s: max |diff| %g > %g" % (name, err, rtol * scale))
-            else:
-                self.assertTrue(np.array_equal(a, b), name)
-
     def reference(self, name, *overrides, pairs=None):
         """The same run as one plain process, no SLURM, no MPI launcher."""
         out = os.path.join(self.tmp, "reference", name + ".h5")
@@ -239,7 +196,7 @@ class SlurmCluster(unittest.TestCase):
         self.assert_completed(run_id)
         self.assert_completed(reduce_id)
         self.assert_results_file(out, n_pairs=3, world_size=2)
-        self.assert_same_results(self.reference("tiny"), out)
+        assert_same_results(self, self.reference("tiny"), out)
         run_log = self.log_of("sfc-gemma2-tiny-%s.out" % run_id)
         self.assertIn("srun --mpi=pmix", run_log)
         self.assertIn("--model.device=cpu", run_log)
@@ -253,7 +210,7 @@ class SlurmCluster(unittest.TestCase):
         # 96 batches of 2 pairs with 30 IG steps: about 10 s here (48 pairs with 10 steps took 1 s and
         # were done before the signal came), so the signal lands mid-run on a faster machine too.
         n_pairs, n_batches = 192, 96
-        write_pairs(pairs, n_pairs)
+        write_random_pairs(pairs, n_pairs, "slurm")
         out = os.path.join(self.tmp, "signal", "usr1.h5")
         # A progress line every second in the job log tells the test that batches are being computed.
         overrides = [*fixture_overrides(pairs), "--run.progress_seconds=1", "--ig.steps=30", "--data.batch_size=2"]
@@ -287,7 +244,7 @@ class SlurmCluster(unittest.TestCase):
         self.assertGreaterEqual(self.records(reduce_id)[-1]["StartTime"], recs[-1]["EndTime"],
                                 "the reduce job waits for the requeued run")
         self.assert_results_file(out, n_pairs=n_pairs, world_size=2)
-        self.assert_same_results(self.reference("signal", "--ig.steps=30", "--data.batch_size=2", pairs=pairs), out)
+        assert_same_results(self, self.reference("signal", "--ig.steps=30", "--data.batch_size=2", pairs=pairs), out)
 
     def test_sweep_is_a_job_array_with_one_file_per_experiment(self):
         jobfile = os.path.join(self.tmp, "tiny-sweep.job")
@@ -322,7 +279,7 @@ class SlurmCluster(unittest.TestCase):
                 self.assertIn("sites = %s\n" % sites, config)
                 self.assertIn("layers = %s\n" % layers, config)
                 self.assertIn("wrote /summary", self.log_of("tiny-sweep-reduce-%s_%s.out" % (reduce_id, index)))
-        self.assert_same_results(self.reference("steps5", "--ig.steps=5"), tasks[1][2])
+        assert_same_results(self, self.reference("steps5", "--ig.steps=5"), tasks[1][2])
 
     def test_scaling_submits_one_run_per_rank_count(self):
         got = self.submit("scaling.sh", "--ranks-list=1,2", "--time=00:10:00", CONFIG, *fixture_overrides(),
