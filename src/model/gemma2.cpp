@@ -31,24 +31,44 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-// The dtype's lowest finite value as a 0-d tensor: what HF adds to masked attention scores.
-torch::Tensor lowest_value(torch::Dtype dtype, torch::Device device) {
-  auto lowest = torch::scalar_tensor(0, torch::TensorOptions().dtype(dtype).device(device));
-  lowest.fill_(dtype == torch::kBFloat16 ? -3.3895313892515355e38 : (dtype == torch::kHalf ? -65504.0 : -3.4028234663852886e38));
-  return lowest;
-}
-
-// Additive attention mask (S, P) in `dtype` for queries at positions offset..offset+S−1 and keys at
-// 0..P−1 (P = offset + S): 0 where the query may attend the key, the dtype's lowest value elsewhere
-// (as HF does; exp underflows to exactly 0). Causal, and with a sliding window `window` > 0 also
-// masks k ≤ q − window.
-torch::Tensor attention_mask(int64_t n_query, int64_t offset, int64_t window, torch::Dtype dtype, torch::Device device) {
-  auto opts = torch::TensorOptions().device(device);
-  auto q = torch::arange(offset, offset + n_query, opts.dtype(torch::kInt64)).unsqueeze(1);
-  auto k = torch::arange(offset + n_query, opts.dtype(torch::kInt64)).unsqueeze(0);
+// Additive attention mask (N, Q, P) in `dtype` for queries at positions `query` (N, Q) int64 (N = 1:
+// the same for every row) and keys at 0..P−1: 0 where the query may attend the key, the dtype's
+// lowest value elsewhere (as HF does; exp underflows to exactly 0). Causal, and with a sliding window
+// `window` > 0 also masks k ≤ q − window.
+torch::Tensor attention_mask(const torch::Tensor& query, int64_t n_key, int64_t window, torch::Dtype dtype) {
+  auto opts = torch::TensorOptions().device(query.device());
+  auto q = query.unsqueeze(-1);
+  auto k = torch::arange(n_key, opts.dtype(torch::kInt64)).view({1, 1, n_key});
   auto blocked = k > q;
   if (window > 0) blocked = blocked | (k <= q - window);
-  return torch::where(blocked, lowest_value(dtype, device), torch::zeros({}, opts.dtype(dtype)));
+  auto lowest = torch::scalar_tensor(0, opts.dtype(dtype));
+  lowest.fill_(dtype == torch::kBFloat16 ? -3.3895313892515355e38 : (dtype == torch::kHalf ? -65504.0 : -3.4028234663852886e38));
+  return torch::where(blocked, lowest, torch::zeros({}, opts.dtype(dtype)));
+}
+
+// Attention of queries q (B, H, Q, Dh) at positions `query` (1 or B, Q) int64 (within the whole
+// prompt) over keys/values k, v (B, K, T, Dh) of the positions a forward computes, preceded by the
+// prefix's cached keys/values of positions < offset: the mixed values (B, H, Q, Dh).
+torch::Tensor attend(const Gemma2Config& c, int64_t layer, const torch::Tensor& q, torch::Tensor k, torch::Tensor v,
+                     const torch::Tensor& query, const KvPrefix* prefix) {
+  const int64_t offset = prefix ? prefix->offset : 0;
+  if (offset > 0) {  // positions < offset: the cached run's keys and values (B, K, offset, Dh)
+    auto rows = prefix->rows.to(k.device());
+    k = torch::cat({prefix->cache->k[layer].index_select(0, rows).slice(2, 0, offset), k}, 2);
+    v = torch::cat({prefix->cache->v[layer].index_select(0, rows).slice(2, 0, offset), v}, 2);
+  }
+  const int64_t groups = c.n_head / c.n_head_kv, P = k.size(2);
+  k = k.repeat_interleave(groups, /*dim=*/1);  // GQA: query head h reads kv head h/(H/K)
+  v = v.repeat_interleave(groups, /*dim=*/1);  // (B, H, P, Dh), P = offset + T
+
+  auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(c.query_pre_attn_scalar, -0.5);  // (B, H, Q, P)
+  scores = soft_cap(scores, c.attn_softcap);  // soft-cap before masking
+  const int64_t window = c.is_sliding(layer) ? c.sliding_window : 0;
+  scores = scores + attention_mask(query, P, window, scores.scalar_type()).unsqueeze(1);  // (1 or B, 1, Q, P)
+  // Softmax in fp32 (fp64 for a float64 model), back to the compute dtype.
+  auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
+                   .to(q.scalar_type());  // (B, H, Q, P)
+  return torch::matmul(probs, v);         // (B, H, Q, Dh)
 }
 
 }  // namespace
@@ -88,23 +108,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor
     record->v[layer] = v.detach();
   }
   const int64_t offset = prefix ? prefix->offset : 0;
-  if (offset > 0) {  // positions < offset: the cached run's keys and values (B, K, offset, Dh)
-    auto rows = prefix->rows.to(k.device());
-    k = torch::cat({prefix->cache->k[layer].index_select(0, rows).slice(2, 0, offset), k}, 2);
-    v = torch::cat({prefix->cache->v[layer].index_select(0, rows).slice(2, 0, offset), v}, 2);
-  }
-  k = k.repeat_interleave(H / K, /*dim=*/1);                // GQA: query head h reads kv head h/(H/K)
-  v = v.repeat_interleave(H / K, /*dim=*/1);                // (B, H, P, Dh), P = offset + T
-
-  auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(config.query_pre_attn_scalar, -0.5);
-  scores = soft_cap(scores, config.attn_softcap);           // soft-cap before masking
-  const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
-  scores = scores + attention_mask(T, offset, window, scores.scalar_type(), scores.device());
-  // Softmax in fp32 (fp64 for a float64 model), back to the compute dtype.
-  auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
-                   .to(q.scalar_type());  // (B, H, T, P)
-
-  auto z = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * Dh});  // (B, T, H·Dh) head-major
+  auto query = torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kInt64).device(h.device()));
+  auto z = attend(config, layer, q, k, v, query.view({1, T}), prefix).transpose(1, 2).reshape({B, T, H * Dh});  // head-major
   if (sites) z = sites->at(Site::kAttn, layer, z);
   return torch::linear(z, o_proj->weight);  // (B, T, D)
 }
@@ -121,28 +126,8 @@ torch::Tensor AttentionImpl::forward_at(const torch::Tensor& h, const torch::Ten
   auto cos_q = cos.index_select(0, at).view({R, 1, 1, Dh}), sin_q = sin.index_select(0, at).view({R, 1, 1, Dh});
   q = q * cos_q + rotate_half(q) * sin_q;
   k = k * cos + rotate_half(k) * sin;
-  const int64_t offset = prefix ? prefix->offset : 0;
-  if (offset > 0) {
-    auto rows = prefix->rows.to(k.device());
-    k = torch::cat({prefix->cache->k[layer].index_select(0, rows).slice(2, 0, offset), k}, 2);
-    v = torch::cat({prefix->cache->v[layer].index_select(0, rows).slice(2, 0, offset), v}, 2);
-  }
-  k = k.repeat_interleave(H / K, /*dim=*/1);
-  v = v.repeat_interleave(H / K, /*dim=*/1);  // (R, H, P, Dh)
-  auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(config.query_pre_attn_scalar, -0.5);  // (R, H, 1, P)
-  scores = soft_cap(scores, config.attn_softcap);
-  // The mask row of each query's own position: causal, and the sliding window where the layer has one.
-  const int64_t P = offset + S;
-  auto query = (at + offset).view({R, 1});
-  auto key = torch::arange(P, torch::TensorOptions().dtype(torch::kInt64).device(h.device())).view({1, P});
-  auto blocked = key > query;
-  const int64_t window = config.is_sliding(layer) ? config.sliding_window : 0;
-  if (window > 0) blocked = blocked | (key <= query - window);
-  auto mask = torch::where(blocked, lowest_value(scores.scalar_type(), scores.device()), torch::zeros({}, scores.options()));
-  scores = scores + mask.view({R, 1, 1, P});
-  auto probs = torch::softmax(scores, -1, torch::promote_types(scores.scalar_type(), torch::kFloat32))
-                   .to(q.scalar_type());                                              // (R, H, 1, P)
-  auto z = torch::matmul(probs, v).transpose(1, 2).reshape({R, 1, H * Dh});          // (R, 1, H·Dh)
+  const int64_t offset = prefix ? prefix->offset : 0;  // each query's own mask row: causal, sliding window
+  auto z = attend(config, layer, q, k, v, (at + offset).view({R, 1}), prefix).transpose(1, 2).reshape({R, 1, H * Dh});
   return torch::linear(z, o_proj->weight);                                           // (R, 1, D)
 }
 
