@@ -29,6 +29,10 @@ model::AnswerSpec repeat_answers(const model::AnswerSpec& answers, int64_t times
   return {answers.pos.repeat({times}), answers.ids.repeat({times, 1})};
 }
 
+model::AnswerSpec answers_at_only_position(const model::AnswerSpec& answers) {
+  return {torch::zeros_like(answers.pos), answers.ids};
+}
+
 torch::Tensor normalise_effect(const torch::Tensor& effect, const torch::Tensor& ld_clean, const torch::Tensor& ld_patch) {
   auto denom = ld_patch - ld_clean;
   denom = torch::where(denom == 0, torch::ones_like(denom), denom);

@@ -22,6 +22,10 @@ model::AnswerSpec select_answers(const model::AnswerSpec& answers, const torch::
 // `answers` repeated `times` times along the batch: row k·B + b is pair b.
 model::AnswerSpec repeat_answers(const model::AnswerSpec& answers, int64_t times);
 
+// The same answers read from an output that holds only each row's answer position, as
+// run_to_answer and run_from_site_to_answer return: position 0 of every row.
+model::AnswerSpec answers_at_only_position(const model::AnswerSpec& answers);
+
 // Normalised patching effect: effect / (LD_patch − LD_clean), with 1 in the denominator where it is 0.
 torch::Tensor normalise_effect(const torch::Tensor& effect, const torch::Tensor& ld_clean, const torch::Tensor& ld_patch);
 

@@ -40,10 +40,8 @@ torch::Tensor sum_gradients(const model::Gemma2Impl& model, const data::PairBatc
   if (site == Site::kAttn) base = cache.resid_in[layer].slice(1, offset).repeat({S, 1, 1});
   if (site == Site::kMlp) base = cache.kv.mid[layer].slice(1, offset).repeat({S, 1, 1});
   auto x_leaf = x_alpha.detach().requires_grad_(true);
-  auto answers_at_0 = answers;  // run_from_site_to_answer's output holds only the answer positions
-  answers_at_0.pos = torch::zeros_like(answers.pos);
-  auto ld = model::logit_diff(
-      model, model.run_from_site_to_answer(site, layer, x_leaf, base, answers.pos, &prefix), answers_at_0);
+  auto ld = model::logit_diff(model, model.run_from_site_to_answer(site, layer, x_leaf, base, answers.pos, &prefix),
+                              detail::answers_at_only_position(answers));
   auto grad = torch::autograd::grad({ld.sum()}, {x_leaf})[0];  // (S·B, T', W), rows independent
   out.slice(1, offset).copy_(grad.view({S, B, T - offset, grad.size(2)}).sum(0));
   return out;

@@ -39,8 +39,7 @@ torch::Tensor ld_with_delta(const model::Gemma2Impl& model, const data::PairBatc
   const model::KvPrefix prefix{&cache.kv, r, offset};
   auto answers = detail::select_answers(batch.answers, rows);
   answers.pos = answers.pos - offset;  // answer positions within the computed positions
-  auto answers_at_0 = answers;         // of run_to_answer's output, which holds only those positions
-  answers_at_0.pos = torch::zeros_like(answers.pos);
+  const auto answers_at_0 = detail::answers_at_only_position(answers);  // of run_to_answer's output
   // The last layer runs only at the answer positions (run_to_answer) unless the site is in it.
   if (site == Site::kResid) {  // the output of `layer` is the input of the next one
     auto h_in = cache.resid_in[layer + 1].index_select(0, r).slice(1, offset) + delta;
