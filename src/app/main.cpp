@@ -14,6 +14,7 @@
 #include "sfc/app/command.h"
 #include "sfc/app/reduce_command.h"
 #include "sfc/app/run_command.h"
+#include "sfc/core/cpu_blas.h"
 #include "sfc/core/error.h"
 #include "sfc/text/tokenizer.h"
 
@@ -32,7 +33,8 @@ constexpr const char* kUsage =
     "\n"
     "Options:\n"
     "  -h, --help     show this help\n"
-    "  --version      print the version\n";
+    "  --version      print the version, and which BLAS runs CPU matmuls (with a hint when OpenBLAS\n"
+    "                 picked kernels below what the CPU supports)\n";
 
 // `sfc tokenizer-train`: hidden (not in --help) — trains a small sentencepiece model with Gemma's
 // special ids, for tests and toy models. Real runs use the model's own tokenizer.model.
@@ -104,6 +106,9 @@ int main(int argc, char** argv) {
     }
     if (command == "--version") {
       std::cout << "sfc " << sfc::app::version() << "\n";
+      const auto blas = sfc::detect_cpu_blas();
+      std::cout << "blas: " << blas.describe() << "\n";
+      if (!blas.hint().empty()) std::cout << "hint: " << blas.hint() << "\n";
       return 0;
     }
     const sfc::app::CommandArgs args{std::vector<std::string>(argv + 2, argv + argc), join_command_line(argc, argv)};

@@ -1,0 +1,75 @@
+// `sfc --version`: the version, the CPU BLAS line, and the OPENBLAS_CORETYPE hint exactly when
+// OpenBLAS runs its generic kernels on a CPU that can do better (forced here with OPENBLAS_CORETYPE,
+// which OpenBLAS reads when it loads; the expectation comes from /proc/cpuinfo, not from sfc).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "support/cli_support.h"
+#include "support/test_support.h"
+
+namespace {
+
+using sfc::test::run;
+using sfc::test::sfc;
+using sfc::test::TempDir;
+
+std::set<std::string> proc_cpu_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::set<std::string> flags;
+    for (std::string w; words >> w;) flags.insert(w);
+    return flags;
+  }
+  return {};
+}
+
+// The line of `text` that starts with `prefix`, without it; "" when there is none.
+std::string line_after(const std::string& text, const std::string& prefix) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(prefix, 0) == 0) return line.substr(prefix.size());
+  return "";
+}
+
+TEST(VersionCommand, NamesTheBlasAndHintsOnlyWhenOpenBlasFellBackToGenericKernels) {
+  TempDir dir;
+  const auto plain = run(sfc("--version"), dir);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  const std::string blas = line_after(plain.out, "blas: ");
+  ASSERT_FALSE(blas.empty()) << plain.out;
+  if (blas.rfind("OpenBLAS ", 0) != 0) {  // MKL or another BLAS: nothing to check or suggest
+    EXPECT_EQ(line_after(plain.out, "hint: "), "") << plain.out;
+    return;
+  }
+  const auto flags = proc_cpu_flags();
+  ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";
+  const auto has = [&](const char* f) { return flags.count(f) > 0; };
+  const bool avx512 = has("avx512f") && has("avx512cd") && has("avx512bw") && has("avx512dq") && has("avx512vl");
+  const bool avx2 = has("avx2") && has("fma");
+  const std::string better = avx512 ? "SkylakeX" : avx2 ? "Haswell" : "";
+
+  const auto generic = run("OPENBLAS_CORETYPE=Prescott " + sfc("--version"), dir);
+  ASSERT_EQ(generic.status, 0) << generic.err;
+  EXPECT_NE(line_after(generic.out, "blas: ").find("Prescott kernels"), std::string::npos) << generic.out;
+  const std::string hint = line_after(generic.out, "hint: ");
+  if (better.empty()) {
+    EXPECT_EQ(hint, "") << generic.out;
+    return;
+  }
+  EXPECT_NE(hint.find("export OPENBLAS_CORETYPE=" + better), std::string::npos) << generic.out;
+
+  // Following the hint: those kernels, and no hint.
+  const auto followed = run("OPENBLAS_CORETYPE=" + better + " " + sfc("--version"), dir);
+  ASSERT_EQ(followed.status, 0) << followed.err;
+  EXPECT_NE(line_after(followed.out, "blas: ").find(better + " kernels"), std::string::npos) << followed.out;
+  EXPECT_EQ(line_after(followed.out, "hint: "), "") << followed.out;
+}
+
+}  // namespace
