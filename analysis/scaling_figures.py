@@ -4,7 +4,8 @@ which runs form which curve, their speed-up and efficiency, and the drawing. Not
 
 A run is one file: W ranks (/timing attribute world_size), N pairs, T = wall_seconds (rank 0, start to
 end of the compute phase). Runs compare only when they did the same work per pair (same model, SAEs,
-engines, IG steps, patching, dtype, batch size, device, threads per rank and site groups: the setup).
+engines, IG steps, patching, dtype, batch size, device, threads per rank, CPU BLAS kernels and site
+groups: the setup).
 - strong scaling: the same setup and N at several W. Speed-up S(W) = W0 · T(W0) / T(W) from the
   smallest W0 (= T(1) / T(W) when W0 = 1), efficiency S(W) / W; ideal S = W.
 - weak scaling: the same setup and N / W at several W. Efficiency T(W0) / T(W); ideal 1.
@@ -76,6 +77,7 @@ def read_run(path):
             raise ScalingError(f"{path}: {S.TIMING} attribute {S.ATTR_WALL_SECONDS} = {wall}: not a duration")
         setup = [("model", str(f.attrs[S.ATTR_MODEL])), ("sae", str(f.attrs[S.ATTR_SAE])),
                  ("device", str(timing.attrs[S.ATTR_DEVICE])), ("threads", str(timing.attrs[S.ATTR_THREADS])),
+                 ("cpu_blas", str(timing.attrs.get(S.ATTR_CPU_BLAS, ""))),
                  ("site_groups", str(groups))]
         for key in SETUP_KEYS:
             try:

@@ -78,6 +78,9 @@ ATTR_DEVICE = "device"
 ATTR_THREADS = "threads"  # torch threads per rank
 TIMING_ATTRS = (ATTR_TIMING_PHASES, ATTR_WORLD_SIZE, ATTR_DATA_GROUPS, ATTR_SITE_GROUPS, ATTR_WALL_SECONDS,
                 ATTR_DEVICE, ATTR_THREADS)
+# Optional (files written before it existed lack it): rank 0's CPU BLAS and kernels, e.g.
+# "OpenBLAS 0.3.21, SkylakeX kernels".
+ATTR_CPU_BLAS = "cpu_blas"
 
 ATTR_DIMS = "dims"  # on every dataset
 # Root attributes (all text).

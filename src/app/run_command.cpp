@@ -27,6 +27,7 @@
 #include "sfc/app/device.h"
 #include "sfc/app/progress.h"
 #include "sfc/app/shard_rows.h"
+#include "sfc/core/cpu_blas.h"
 #include "sfc/core/error.h"
 #include "sfc/data/pairs.h"
 #include "sfc/dist/comm.h"
@@ -320,6 +321,7 @@ void write_timing(h5::File& file, const dist::Comm& comm, const dist::WorkPlan& 
   group.set_attribute(sc::kAttrWallSeconds, comm.broadcast(std::to_string(wall_s), 0));
   group.set_attribute(sc::kAttrDevice, runtime.resolved_device.str());
   group.set_attribute(sc::kAttrThreads, std::to_string(torch::get_num_threads()));
+  group.set_attribute(sc::kAttrCpuBlas, comm.broadcast(detect_cpu_blas().describe(), 0));  // rank 0's, as above
   auto ds_seconds = file.create_dataset(sc::path(sc::kTiming, sc::kTimingSeconds), h5::DatasetSpec(h5::Dtype::kFloat64, {W, P}));
   std::vector<std::pair<const sc::Entry*, int>> per_rank = {{&sc::kTimingBatches, 0}, {&sc::kTimingPairs, 1},
                                                             {&sc::kTimingPeakRss, 2}};
@@ -469,9 +471,12 @@ int run_attribution(const RunConfig& config, bool resume, const std::string& com
   times.time(kLoad, [&] { on_all_ranks(comm, [&] { in = load_everything(config, comm); }); });
   share_latent_widths(in.layout, comm);
   const int64_t N = in.layout.n_pairs;
-  if (comm.rank() == 0)
+  if (comm.rank() == 0) {
     std::cerr << "sfc run: loaded model (" << in.layout.n_layer << " layers), " << N << " pairs (T = "
               << in.layout.n_tokens << ", " << in.dataset.n_skipped << " skipped); " << in.plan.describe() << "\n";
+    const auto blas_hint = detect_cpu_blas().hint();
+    if (in.runtime.resolved_device.is_cpu() && !blas_hint.empty()) std::cerr << "sfc run: " << blas_hint << "\n";
+  }
 
   // ---- compute: into this rank's shard ----
   std::unique_ptr<dist::ShardWriter> shard;

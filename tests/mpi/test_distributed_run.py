@@ -73,6 +73,10 @@ class RankCountDoesNotChangeANumber(ResultsCase):
             self.assertEqual(f["pairs/length"].shape, (N_PAIRS,))
             self.assertTrue(np.isfinite(f["error/resid/ig"][:, :, 0]).all())
             self.assertEqual(f["timing"].attrs["world_size"], "1")
+        # The CPU BLAS the timings were measured with: what the binary itself reports.
+        version = run([SFC, "--version"])
+        blas = [line[len("blas: "):] for line in version.stdout.splitlines() if line.startswith("blas: ")]
+        self.assertEqual(len(blas), 1, version.stdout)
         for np_, groups in ((1, 1), (2, 1), (3, 1), (3, 3)):
             out = os.path.join(self.dir, "np%d-g%d.h5" % (np_, groups))
             r = run(MPIRUN + ["-np", str(np_)] + sfc_args(self.dir, out, "--dist.site_groups=%d" % groups))
@@ -82,6 +86,7 @@ class RankCountDoesNotChangeANumber(ResultsCase):
                 with h5py.File(out, "r") as f:
                     self.assertEqual(f["timing"].attrs["world_size"], str(np_))
                     self.assertEqual(f["timing"].attrs["site_groups"], str(groups))
+                    self.assertEqual(f["timing"].attrs["cpu_blas"], blas[0])
                     self.assertEqual(f["timing/seconds"].shape, (np_, 8))
                     # every rank computed something, and the batches add up
                     self.assertTrue((f["timing/batches"][:] > 0).all())

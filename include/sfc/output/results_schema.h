@@ -86,7 +86,8 @@ inline constexpr Entry kTimingBatches{"batches", "W", Type::kInt64};       // ba
 inline constexpr Entry kTimingPairs{"pairs", "W", Type::kInt64};           // pairs the rank computed
 inline constexpr Entry kTimingPeakRss{"peak_rss_bytes", "W", Type::kInt64}; // the rank's peak resident memory
 // Attributes of /timing (text): phases (comma list), world_size, data_groups, site_groups,
-// wall_seconds (whole invocation up to the combine), device, threads (per rank).
+// wall_seconds (whole invocation up to the combine), device, threads (per rank), cpu_blas (rank 0's
+// CPU BLAS and its kernels, e.g. "OpenBLAS 0.3.21, SkylakeX kernels": CPU timings depend on it).
 inline constexpr const char* kAttrPhases = "phases";
 inline constexpr const char* kAttrWorldSize = "world_size";
 inline constexpr const char* kAttrDataGroups = "data_groups";
@@ -94,6 +95,7 @@ inline constexpr const char* kAttrSiteGroups = "site_groups";
 inline constexpr const char* kAttrWallSeconds = "wall_seconds";
 inline constexpr const char* kAttrDevice = "device";
 inline constexpr const char* kAttrThreads = "threads";
+inline constexpr const char* kAttrCpuBlas = "cpu_blas";
 
 // ---- attributes ----
 inline constexpr const char* kAttrDims = "dims";  // on every dataset: its Entry::dims
