@@ -6,7 +6,8 @@
 #
 # CONFIG defaults to configs/builtin.ini (the built-in agreement model on its 612 test pairs).
 # Environment: SFC_RANKS (default 2), SFC_BIN (default build/dev/src/sfc), SFC_PYTHON (default
-# /usr/bin/python3, which has Debian's h5py and matplotlib). Run from the repository root.
+# /usr/bin/python3, which has Debian's h5py and matplotlib), OPENBLAS_CORETYPE (default: what
+# `sfc --version` suggests, if anything). Run from the repository root.
 set -euo pipefail
 
 config=${1:-configs/builtin.ini}
@@ -17,6 +18,16 @@ python=${SFC_PYTHON:-/usr/bin/python3}
 
 [ -x "$sfc" ] || { echo "run-study: $sfc not found: build first (cmake --preset dev && cmake --build --preset dev)" >&2; exit 2; }
 [ -f "$config" ] || { echo "run-study: config $config not found" >&2; exit 2; }
+
+# OpenBLAS picks generic kernels on CPUs newer than itself (Debian 12's 0.3.21 and e.g. Intel Emerald
+# Rapids), 2-3x slower; `sfc --version` names better ones then. OPENBLAS_CORETYPE set by the caller wins.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  core=$("$sfc" --version | sed -n 's/^hint: .*OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p')
+  if [ -n "$core" ]; then
+    export OPENBLAS_CORETYPE=$core
+    echo "run-study: OPENBLAS_CORETYPE=$core (OpenBLAS does not know this CPU's model; see sfc --version)"
+  fi
+fi
 
 # The results path as sfc resolves it (config file plus overrides).
 results=$("$sfc" run --config "$config" "$@" --print-config | sed -n '/^\[output\]/,/^\[/s/^path = //p' | head -n1)
