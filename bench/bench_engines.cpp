@@ -6,8 +6,10 @@
 //                 [--slow-pairs 8] [--slow-ig-pairs N] [--quick]
 //
 // The fast paths (run_patch, run_ig) run on every pair, batch by batch. The slow patching path
-// runs one full forward per node, so it is timed on the first --slow-pairs pairs only and compared
-// per pair; slow IG runs on the first --slow-ig-pairs pairs (default: all), batch by batch.
+// runs one full forward per node and pair, so it is timed on the first --slow-pairs pairs only and
+// compared per pair. Slow IG is timed twice: with one pair per forward (one intervention per pass,
+// like slow patching: DESIGN.md §2's slow path) on the same --slow-pairs pairs, and with a whole
+// batch of pairs per forward on the first --slow-ig-pairs pairs (default: all), a stronger baseline.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "sfc/core/cpu_blas.h"
 #include "sfc/core/site.h"
 #include "sfc/engines/engines.h"
 #include "sfc/model/config.h"
@@ -87,16 +90,18 @@ double now_s() {
   return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
 }
 
-// Rows [0, n) of a batch.
-sfc::data::PairBatch head(const sfc::data::PairBatch& b, int64_t n) {
+// Rows [first, first + n) of a batch.
+sfc::data::PairBatch rows(const sfc::data::PairBatch& b, int64_t first, int64_t n) {
   sfc::data::PairBatch out = b;
-  out.clean_ids = b.clean_ids.slice(0, 0, n);
-  out.patch_ids = b.patch_ids.slice(0, 0, n);
-  out.length = b.length.slice(0, 0, n);
-  out.valid = b.valid.slice(0, 0, n);
-  out.answers = {b.answers.pos.slice(0, 0, n), b.answers.ids.slice(0, 0, n)};
+  out.clean_ids = b.clean_ids.slice(0, first, first + n);
+  out.patch_ids = b.patch_ids.slice(0, first, first + n);
+  out.length = b.length.slice(0, first, first + n);
+  out.valid = b.valid.slice(0, first, first + n);
+  out.answers = {b.answers.pos.slice(0, first, first + n), b.answers.ids.slice(0, first, first + n)};
   return out;
 }
+
+sfc::data::PairBatch head(const sfc::data::PairBatch& b, int64_t n) { return rows(b, 0, n); }
 
 // max |a − b| over entries where both are computed (NaN = not computed); NaN masks must agree.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
@@ -185,8 +190,8 @@ int main(int argc, char** argv) {
               "position %lld on), batch %lld\n",
               (long long)L, (long long)a.latents, (long long)a.pairs, (long long)T, (long long)diff_at,
               (long long)a.batch);
-  std::printf("  ig_steps %lld, max_rows %lld, torch threads %d\n\n", (long long)a.ig_steps,
-              (long long)a.max_rows, torch::get_num_threads());
+  std::printf("  ig_steps %lld, max_rows %lld, torch threads %d, CPU BLAS: %s\n\n", (long long)a.ig_steps,
+              (long long)a.max_rows, torch::get_num_threads(), sfc::detect_cpu_blas().describe().c_str());
 
   // Warm-up (allocator, first-call costs), not timed.
   { auto warm = sfc::engines::run_clean_and_patch(*model, head(batches[0], 1), saes, options); }
@@ -238,6 +243,20 @@ int main(int argc, char** argv) {
     }
   }
 
+  // --- slow IG with one pair per forward (one intervention per pass, as slow patching runs) on the
+  // same first slow_pairs pairs
+  double t_ig_slow_single = 0;
+  for (int64_t b = 0; b < a.slow_pairs; ++b) {
+    const auto pair = rows(batches[0], b, 1);
+    const auto cache = sfc::engines::run_clean_and_patch(*model, pair, saes, options);
+    auto slow = sfc::engines::empty_result(1, L, T, saes, options);
+    t0 = now_s();
+    sfc::engines::run_ig_slow(*model, pair, saes, options, cache, slow);
+    t_ig_slow_single += now_s() - t0;
+    for (int s = 0; s < sfc::kNumSites; ++s)
+      ig_diff = std::max(ig_diff, max_abs_diff(fast[0].error[s].ig.slice(0, b, b + 1), slow.error[s].ig));
+  }
+
   double patch_diff = 0, patch_global_diff = 0, patch_scale = 0;
   for (int s = 0; s < sfc::kNumSites; ++s) {
     const auto& f = fast[0].error[s];
@@ -252,6 +271,7 @@ int main(int argc, char** argv) {
   const double P = double(a.pairs);
   const double fast_patch_pp = t_patch / P, slow_patch_pp = t_patch_slow / double(a.slow_pairs);
   const double fast_ig_pp = t_ig / P, slow_ig_pp = t_ig_slow / double(ig_slow_done);
+  const double slow_ig_single_pp = t_ig_slow_single / double(a.slow_pairs);
   std::printf("%-22s %8s %10s %12s %10s\n", "stage", "pairs", "wall [s]", "ms / pair", "pairs/s");
   auto row = [](const char* name, double pairs, double wall) {
     std::printf("%-22s %8.0f %10.3f %12.2f %10.2f\n", name, pairs, wall, 1e3 * wall / pairs, pairs / wall);
@@ -260,17 +280,22 @@ int main(int argc, char** argv) {
   row("patching fast", P, t_patch);
   row("patching slow", double(a.slow_pairs), t_patch_slow);
   row("IG fast", P, t_ig);
-  row("IG slow", double(ig_slow_done), t_ig_slow);
+  row("IG slow, 1 pair/pass", double(a.slow_pairs), t_ig_slow_single);
+  row("IG slow, batch/pass", double(ig_slow_done), t_ig_slow);
   std::printf("\n");
   std::printf("patching: slow/fast per pair = %.1fx  (%lld error nodes per pair: 3 sites x %lld layers x "
               "(%lld positions + global); slow timed on %lld of %lld pairs)\n",
               slow_patch_pp / fast_patch_pp, (long long)nodes_per_pair, (long long)L, (long long)T,
               (long long)a.slow_pairs, (long long)a.pairs);
-  std::printf("IG:       slow/fast per pair = %.1fx  (%lld steps; slow timed on %lld of %lld pairs)\n",
-              slow_ig_pp / fast_ig_pp, (long long)a.ig_steps, (long long)ig_slow_done, (long long)a.pairs);
+  std::printf("IG:       slow/fast per pair = %.1fx  (%lld steps; slow with one pair per forward, as slow "
+              "patching runs, timed on %lld of %lld pairs)\n",
+              slow_ig_single_pp / fast_ig_pp, (long long)a.ig_steps, (long long)a.slow_pairs, (long long)a.pairs);
+  std::printf("          slow/fast per pair = %.1fx  (slow with the batch of %lld pairs in each forward, timed on "
+              "%lld of %lld pairs)\n",
+              slow_ig_pp / fast_ig_pp, (long long)a.batch, (long long)ig_slow_done, (long long)a.pairs);
   const IgWork work = ig_matmul_work(config, T, diff_at, a.ig_steps);
-  std::printf("          slow/fast matmul multiply-adds = %.1fx  (counted from the shapes: what the ratio "
-              "above comes to when matmul arithmetic is the cost)\n",
+  std::printf("          slow/fast matmul multiply-adds = %.1fx  (counted from the shapes, the same for both slow "
+              "variants: the ratio if every path ran its matmuls equally fast)\n",
               work.slow / work.fast);
   std::printf("\nfast vs slow agreement (max |fast - slow|, fp32):\n");
   std::printf("  patch_effect         %.3g   (max |effect| %.3g)\n", patch_diff, patch_scale);

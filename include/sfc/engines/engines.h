@@ -46,7 +46,8 @@ void run_patch_slow(const model::Gemma2Impl& model, const data::PairBatch& batch
                     const EngineOptions& options, const BatchCache& cache, BatchResult& result);
 
 // Slow reference for IG: per step, one full forward+backward of the batch from the tokens with the
-// site replaced, no resume and no stacking of steps.
+// site replaced, no resume and no stacking of steps. On a one-pair batch that is one intervention
+// per pass, as run_patch_slow runs (bench_engines times it both ways).
 void run_ig_slow(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
                  const EngineOptions& options, const BatchCache& cache, BatchResult& result);
 
