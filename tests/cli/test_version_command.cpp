@@ -3,12 +3,11 @@
 // which OpenBLAS reads when it loads; the expectation comes from /proc/cpuinfo, not from sfc).
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <set>
 #include <sstream>
 #include <string>
 
 #include "support/cli_support.h"
+#include "support/cpu_flags.h"
 #include "support/test_support.h"
 
 namespace {
@@ -16,19 +15,6 @@ namespace {
 using sfc::test::run;
 using sfc::test::sfc;
 using sfc::test::TempDir;
-
-std::set<std::string> proc_cpu_flags() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    std::istringstream words(line.substr(line.find(':') + 1));
-    std::set<std::string> flags;
-    for (std::string w; words >> w;) flags.insert(w);
-    return flags;
-  }
-  return {};
-}
 
 // The line of `text` that starts with `prefix`, without it; "" when there is none.
 std::string line_after(const std::string& text, const std::string& prefix) {
@@ -48,12 +34,9 @@ TEST(VersionCommand, NamesTheBlasAndHintsOnlyWhenOpenBlasFellBackToGenericKernel
     EXPECT_EQ(line_after(plain.out, "hint: "), "") << plain.out;
     return;
   }
-  const auto flags = proc_cpu_flags();
-  ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";
-  const auto has = [&](const char* f) { return flags.count(f) > 0; };
-  const bool avx512 = has("avx512f") && has("avx512cd") && has("avx512bw") && has("avx512dq") && has("avx512vl");
-  const bool avx2 = has("avx2") && has("fma");
-  const std::string better = avx512 ? "SkylakeX" : avx2 ? "Haswell" : "";
+  const auto cpu = sfc::test::ProcCpuFlags::read();
+  ASSERT_FALSE(cpu.flags.empty()) << "no flags line in /proc/cpuinfo";
+  const std::string better = cpu.avx512() ? "SkylakeX" : cpu.avx2_fma() ? "Haswell" : "";
 
   const auto generic = run("OPENBLAS_CORETYPE=Prescott " + sfc("--version"), dir);
   ASSERT_EQ(generic.status, 0) << generic.err;

@@ -5,27 +5,12 @@
 #include <torch/torch.h>
 
 #include <fstream>
-#include <set>
-#include <sstream>
 #include <string>
 
 #include "sfc/core/cpu_blas.h"
+#include "support/cpu_flags.h"
 
 namespace {
-
-// The flags of the first CPU in /proc/cpuinfo (empty when it cannot be read).
-std::set<std::string> proc_cpu_flags() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
-    std::istringstream words(line.substr(line.find(':') + 1));
-    std::set<std::string> flags;
-    for (std::string w; words >> w;) flags.insert(w);
-    return flags;
-  }
-  return {};
-}
 
 bool process_maps_openblas() {
   std::ifstream in("/proc/self/maps");
@@ -48,13 +33,12 @@ TEST(CpuBlas, OnlyTheUnknownCpuFallbackIsSecondGuessed) {
 }
 
 TEST(CpuBlas, FeaturesAgreeWithProcCpuinfo) {
-  const auto flags = proc_cpu_flags();
-  ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";
-  const auto has = [&](const char* f) { return flags.count(f) > 0; };
+  const auto cpu = sfc::test::ProcCpuFlags::read();
+  ASSERT_FALSE(cpu.flags.empty()) << "no flags line in /proc/cpuinfo";
   const auto features = sfc::cpu_features();
 #if defined(__x86_64__)
-  EXPECT_EQ(features.avx2_fma, has("avx2") && has("fma"));
-  EXPECT_EQ(features.avx512, has("avx512f") && has("avx512cd") && has("avx512bw") && has("avx512dq") && has("avx512vl"));
+  EXPECT_EQ(features.avx2_fma, cpu.avx2_fma());
+  EXPECT_EQ(features.avx512, cpu.avx512());
 #else
   EXPECT_FALSE(features.avx2_fma || features.avx512);
 #endif
