@@ -5,7 +5,7 @@ the dataset). Numbers come from the results files' /timing, measured in this one
 
     /usr/bin/python3 bench/bench_distributed.py [--sfc build/dev/src/sfc] [--pairs 48]
 
-Uses the Hugging Face fixture model and SAEs (../shared/fixtures/gemma2-tiny, 4 layers, d_model 64)
+Uses the Hugging Face fixture model and SAEs (tests/fixtures/gemma2-tiny, 4 layers, d_model 64)
 with generated pre-tokenised pairs; every rank runs 1 torch thread.
 """
 import argparse
@@ -20,7 +20,7 @@ import time
 import h5py
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(SOURCE, "..", "shared", "fixtures", "gemma2-tiny")
+FIXTURE = os.path.join(SOURCE, "tests", "fixtures", "gemma2-tiny")
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]
 
 

@@ -29,7 +29,7 @@ ANALYSIS = os.path.join(SOURCE, "analysis")
 sys.path.insert(0, ANALYSIS)
 import sfc_schema as S  # noqa: E402
 
-FIXTURE = os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "..", "shared", "fixtures")) + "/gemma2-tiny"
+FIXTURE = os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "tests", "fixtures")) + "/gemma2-tiny"
 SFC = os.environ.get("SFC_BINARY", os.path.join(SOURCE, "build", "dev", "src", "sfc"))
 MPIRUN = ["mpirun", "--oversubscribe", "--allow-run-as-root"]
 N_PAIRS = 8

@@ -36,7 +36,7 @@ from random_pairs import write_random_pairs  # noqa: E402
 from results_compare import assert_same_results  # noqa: E402
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURE = os.path.abspath(os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "..", "shared", "fixtures"))) + "/gemma2-tiny"
+FIXTURE = os.path.abspath(os.environ.get("SFC_FIXTURES_DIR", os.path.join(SOURCE, "tests", "fixtures"))) + "/gemma2-tiny"
 SFC = os.path.abspath(os.environ.get("SFC_BINARY", os.path.join(SOURCE, "build", "dev", "src", "sfc")))
 CONFIG = os.path.join(SOURCE, "configs", "gemma2-tiny.ini")
 SLURM_LOCAL = os.path.join(SOURCE, "scripts", "slurm-local.sh")

@@ -1,4 +1,4 @@
-// The Hugging Face reference data of ../shared/fixtures/gemma2-tiny, opened once per test binary.
+// The Hugging Face reference data of tests/fixtures/gemma2-tiny, opened once per test binary.
 // Note the fixture's metric is LD_ref = logit(correct) − logit(wrong) = −(the project's LD).
 #pragma once
 
