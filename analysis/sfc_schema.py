@@ -1,4 +1,4 @@
-"""Names of the `sfc run` results file: the Python mirror of include/sfc/output/results_schema.h.
+"""Names of the `sfc run` results file: the Python mirror of include/sfc/schema/results_schema.h.
 
 Change both (and docs/results-schema.md) together, and bump SCHEMA_VERSION. Dimension letters:
 N pairs, L layers, T longest prompt (tokens), F widest SAE of a site, k = output.topk.

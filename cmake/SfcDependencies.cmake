@@ -35,7 +35,7 @@ pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
 
 # --- sentencepiece, linked statically against the system protobuf.
 # Debian's shared libsentencepiece exports a bundled protobuf 3.14 that clashes with the protobuf
-# libtorch loads: any program linking both crashes before main (docs/BUILD.md). scripts/setup-debian.sh
+# libtorch loads: any program linking both crashes before main (docs/building.md). scripts/setup-debian.sh
 # builds the static library; on a cluster, point SFC_SENTENCEPIECE_ROOT at any sentencepiece install.
 set(SFC_SENTENCEPIECE_ROOT "${SFC_DEPS_PREFIX}/sentencepiece" CACHE PATH "sentencepiece install prefix")
 find_path(SFC_SPM_INCLUDE sentencepiece_processor.h

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything sfc-errors needs on a fresh Debian 12 machine. Idempotent: re-running is cheap.
-# Also builds a static sentencepiece against the system protobuf (see docs/BUILD.md: Debian's shared
+# Also builds a static sentencepiece against the system protobuf (see docs/building.md: Debian's shared
 # libsentencepiece bundles protobuf-lite 3.14 and crashes any program that also links libtorch).
 set -euo pipefail
 

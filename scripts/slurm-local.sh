@@ -11,7 +11,7 @@
 # Clients (sbatch, squeue, sinfo, scontrol, sacct -c) find this cluster through SLURM_CONF=STATEDIR/slurm.conf;
 # jobs inherit it. Needs root and the packages slurmctld slurmd slurm-client munge (scripts/setup-debian.sh).
 # Environment: SFC_SLURM_PORT (slurmctld port, default 6817; slurmd uses the next one), SFC_SLURM_CPUS
-# (CPUs the node offers, default all). Settings that matter are measured facts of ../shared/INFRA.md.
+# (CPUs the node offers, default all). Settings that matter are measured facts of docs/building.md.
 # Stops only the processes it started, by the PIDs in its pid files.
 set -euo pipefail
 

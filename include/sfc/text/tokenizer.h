@@ -1,6 +1,6 @@
 // Gemma's sentencepiece tokenizer: text -> token ids (BOS prepended) and back, plus the one-token
 // answer check. No torch here, and no sentencepiece in this header (pimpl): the protobuf that
-// sentencepiece needs stays inside src/text/ (INFRA.md, "The sentencepiece <-> libtorch crash").
+// sentencepiece needs stays inside src/text/ (docs/building.md, "The sentencepiece ↔ libtorch crash").
 #pragma once
 
 #include <cstdint>
