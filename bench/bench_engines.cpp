@@ -8,7 +8,7 @@
 // The fast paths (run_patch, run_ig) run on every pair, batch by batch. The slow patching path
 // runs one full forward per node and pair, so it is timed on the first --slow-pairs pairs only and
 // compared per pair. Slow IG is timed twice: with one pair per forward (one intervention per pass,
-// like slow patching: DESIGN.md §2's slow path) on the same --slow-pairs pairs, and with a whole
+// like slow patching: docs/design.md §2's slow path) on the same --slow-pairs pairs, and with a whole
 // batch of pairs per forward on the first --slow-ig-pairs pairs (default: all), a stronger baseline.
 #include <torch/torch.h>
 

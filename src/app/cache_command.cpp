@@ -86,9 +86,9 @@ CacheDatasets create_datasets(h5::File& file, int64_t n_prompts, int64_t n_token
   return out;
 }
 
-// (B, T_b, ...) on any device/dtype -> contiguous fp32 on the CPU with NaN where `pad` (B, T_b).
+// (B, Tb, ...) on any device/dtype -> contiguous fp32 on the CPU with NaN where `pad` (B, Tb).
 torch::Tensor to_host_nan_padded(const torch::Tensor& x, const torch::Tensor& pad, int64_t token_dim) {
-  auto mask = pad;  // (B, T_b) -> broadcastable to x
+  auto mask = pad;  // (B, Tb) -> broadcastable to x
   for (int64_t d = 1; d < token_dim; ++d) mask = mask.unsqueeze(1);
   while (mask.dim() < x.dim()) mask = mask.unsqueeze(-1);
   return x.detach().to(torch::kCPU, torch::kFloat).masked_fill(mask, std::numeric_limits<float>::quiet_NaN())

@@ -29,7 +29,7 @@ constexpr double kL1Gain = 0.02;          // log-step of the l1 controller per u
 // then says nothing about l1), and not at the end, so training converges with a fixed l1.
 constexpr double kAdaptFrom = 0.2, kAdaptTo = 0.7;
 
-// FVU and L0 of `sae` on x (N, W), accumulated in fp64 over chunks.
+// FVU and L0 of `sae` on x (rows, W), accumulated in fp64 over chunks.
 std::pair<double, double> fvu_l0(const sae::JumpReluSae& sae, const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
   const int64_t N = x.size(0);
@@ -55,7 +55,7 @@ struct Params {
   torch::Tensor b_dec;  // (W)
 };
 
-// ReLU SAE on xn (N, W), then the JumpReLU thresholds; returns the SAE folded back to x's scale.
+// ReLU SAE on xn (rows, W), then the JumpReLU thresholds; returns the SAE folded back to x's scale.
 sae::JumpReluSae train_one(const torch::Tensor& x, const SaeTrainOptions& options, uint64_t seed) {
   const int64_t N = x.size(0), W = x.size(1), F = options.width;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
@@ -65,7 +65,7 @@ sae::JumpReluSae train_one(const torch::Tensor& x, const SaeTrainOptions& option
   const torch::Tensor mean = x.mean(0);                                         // (W)
   const double var = (x - mean).square().sum(1).mean().item<double>();
   const double scale = var > 0 ? std::sqrt(static_cast<double>(W) / var) : 1.0;
-  const torch::Tensor xn = x * scale;                                           // (N, W)
+  const torch::Tensor xn = x * scale;                                           // (rows, W)
 
   Params p;
   {
@@ -80,7 +80,7 @@ sae::JumpReluSae train_one(const torch::Tensor& x, const SaeTrainOptions& option
   torch::optim::Adam adam({p.W_enc, p.W_dec, p.b_enc, p.b_dec}, torch::optim::AdamOptions(options.lr));
 
   const int64_t B = std::min(options.batch_rows, N);
-  torch::Tensor order = torch::randperm(N, gen, torch::TensorOptions().dtype(torch::kInt64));  // (N)
+  torch::Tensor order = torch::randperm(N, gen, torch::TensorOptions().dtype(torch::kInt64));  // (rows)
   int64_t cursor = 0;
   double l1 = options.l1, fvu_ema = -1;
   const auto adapt_from = static_cast<int64_t>(kAdaptFrom * static_cast<double>(options.steps));
@@ -147,7 +147,7 @@ std::vector<torch::Tensor> collect_activations(const model::Gemma2Impl& model, c
   const int64_t L = config.n_layer, S = tokens.size(0);
   torch::NoGradGuard no_grad;
   // Position 0 (BOS) is an outlier of huge norm in every site; Gemma Scope leaves it out too.
-  torch::Tensor keep = valid.to(torch::kBool).clone();  // (S, T)
+  torch::Tensor keep = valid.to(torch::kBool).clone();  // (N, T)
   keep.select(1, 0).fill_(false);
 
   std::vector<std::vector<torch::Tensor>> parts(static_cast<size_t>(L * kNumSites));

@@ -1,4 +1,4 @@
-// Attribution patching (AtP) and the Task A metrics (DESIGN.md §1): gradient from the clean run,
+// Attribution patching (AtP) and the Task A metrics (docs/design.md §1): gradient from the clean run,
 // differences from the patch run, all SAE arithmetic after the plain-model passes.
 #include <torch/torch.h>
 

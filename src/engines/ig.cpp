@@ -1,4 +1,4 @@
-// Integrated gradients, SFC style (DESIGN.md §1): for one site at a time, the site's activation at
+// Integrated gradients, SFC style (docs/design.md §1): for one site at a time, the site's activation at
 // all positions is set to x + α(x' − x) for α = 0, 1/N, …, (N−1)/N, everything else clean; the
 // gradients there, averaged over α, times the SAE differences. Steps are stacked into the batch
 // dimension and the forward resumes from the cached clean residual stream at the site's layer.

@@ -1,4 +1,4 @@
-// Exact activation patching of error nodes (DESIGN.md §1): run clean with x ← x + (e(x') − e(x)) at
+// Exact activation patching of error nodes (docs/design.md §1): run clean with x ← x + (e(x') − e(x)) at
 // one site, at one position or all positions, and read the change in LD. The fast path resumes
 // from the cached residual stream at the site's layer, stacks many interventions into one
 // forward, and skips positions where e(x') = e(x) exactly (their effect is exactly 0). The slow
@@ -66,61 +66,84 @@ void scatter_effects(torch::Tensor& table, const torch::Tensor& b, const torch::
   table.index_put_({b, p}, effect.to(torch::kCPU, torch::kFloat32));
 }
 
+// The error node of one site and layer, as both patching modes need it.
+struct ErrorPatch {
+  Site site;
+  int64_t layer;
+  torch::Tensor delta;  // (B, T, W) e(x') − e(x), the model's dtype
+  torch::Tensor moved;  // (B, T) bool on the CPU: Δ ≠ 0 somewhere
+};
+
+// Per-position mode: each chosen (pair, position) node patched alone, up to max_rows nodes per
+// forward -> patch_effect and patch_effect_norm of the layer; NaN where not chosen.
+void patch_per_position(const model::Gemma2Impl& model, const data::PairBatch& batch, const BatchCache& cache,
+                        const ErrorPatch& node, const torch::Tensor& chosen, int64_t max_rows, SiteErrorScores& e) {
+  const int64_t B = batch.size(), T = batch.n_tokens();
+  const auto& delta = node.delta;
+  const auto ld_clean = cache.ld_clean, ld_patch = cache.ld_patch;
+  // Positions with Δ = 0 change nothing: effect exactly 0, no forward needed.
+  auto effect = torch::full({B, T}, NAN, torch::kFloat32);
+  effect.masked_fill_(chosen, 0.0f);
+  // Nodes sorted by position, so each chunk starts late and recomputes few positions.
+  auto nodes = (chosen & node.moved).nonzero();  // (R, 2): pair, position
+  nodes = nodes.index_select(0, std::get<1>(nodes.select(1, 1).sort(/*stable=*/true, 0, false)));
+  for (int64_t start = 0; start < nodes.size(0); start += max_rows) {
+    auto chunk = nodes.slice(0, start, std::min(nodes.size(0), start + max_rows));
+    auto b = chunk.select(1, 0), p = chunk.select(1, 1);
+    const int64_t R = chunk.size(0), offset = p.min().item<int64_t>();
+    auto dev_b = b.to(delta.device()), dev_p = p.to(delta.device());
+    auto rows = torch::arange(R, dev_b.options());
+    auto d = torch::zeros({R, T - offset, delta.size(2)}, delta.options());
+    d.index_put_({rows, dev_p - offset}, delta.index({dev_b, dev_p}));  // one node per row
+    auto ld = ld_with_delta(model, batch, node.site, node.layer, cache, b, d, offset);
+    scatter_effects(effect, b, p, ld - ld_clean.index_select(0, dev_b));
+  }
+  detail::put_scores(e.patch_effect, node.layer, effect, batch.valid);
+  auto norm = detail::normalise_effect(effect, ld_clean.to(torch::kCPU, torch::kFloat32).unsqueeze(1),
+                                       ld_patch.to(torch::kCPU, torch::kFloat32).unsqueeze(1));
+  detail::put_scores(e.patch_effect_norm, node.layer, norm, batch.valid);
+}
+
+// Global mode: every position of each prompt patched at once, up to max_rows pairs per forward ->
+// patch_effect_global and patch_effect_global_norm of the layer. A pair whose error never moves has
+// effect 0.
+void patch_global(const model::Gemma2Impl& model, const data::PairBatch& batch, const BatchCache& cache,
+                  const ErrorPatch& node, int64_t max_rows, SiteErrorScores& e) {
+  const int64_t B = batch.size();
+  const auto& delta = node.delta;
+  const auto ld_clean = cache.ld_clean, ld_patch = cache.ld_patch;
+  auto global = torch::zeros({B}, torch::kFloat32);
+  auto rows = node.moved.any(1).nonzero().squeeze(1);               // (R)
+  auto first_moved = node.moved.to(torch::kInt32).argmax(1);        // (B) first position with Δ ≠ 0
+  for (int64_t start = 0; start < rows.size(0); start += max_rows) {
+    auto b = rows.slice(0, start, std::min(rows.size(0), start + max_rows));
+    const int64_t offset = first_moved.index_select(0, b).min().item<int64_t>();
+    auto dev_b = b.to(delta.device());
+    auto d = (delta.index_select(0, dev_b) * batch.valid.index_select(0, dev_b).unsqueeze(-1)).slice(1, offset);
+    auto ld = ld_with_delta(model, batch, node.site, node.layer, cache, b, d, offset);
+    global.index_put_({b}, (ld - ld_clean.index_select(0, dev_b)).to(torch::kCPU, torch::kFloat32));
+  }
+  e.patch_effect_global.select(1, node.layer).copy_(global);
+  e.patch_effect_global_norm.select(1, node.layer).copy_(detail::normalise_effect(
+      global, ld_clean.to(torch::kCPU, torch::kFloat32), ld_patch.to(torch::kCPU, torch::kFloat32)));
+}
+
 }  // namespace
 
 void run_patch(const model::Gemma2Impl& model, const data::PairBatch& batch, const SaeSet& saes,
                const EngineOptions& options, const BatchCache& cache, BatchResult& result) {
   torch::NoGradGuard no_grad;
-  const int64_t L = model.config().n_layer, B = batch.size(), T = batch.n_tokens();
+  const int64_t L = model.config().n_layer;
   const auto chosen = chosen_positions(batch, options.patch_positions);  // (B, T)
-  const auto ld_clean = cache.ld_clean, ld_patch = cache.ld_patch;
   for (Site site : options.sites) {
     for (int64_t l : detail::selected_layers(options, L)) {
       if (!saes.has(site, l)) continue;
       auto delta = error_delta(saes.at(site, l), cache, site, l);  // (B, T, W)
       auto moved = (delta != 0).any(-1).to(torch::kCPU);            // (B, T): Δ ≠ 0 somewhere
+      const ErrorPatch node{site, l, delta, moved};
       auto& e = result.error[static_cast<int>(site)];
-
-      if (options.patch_per_position) {
-        // Positions with Δ = 0 change nothing: effect exactly 0, no forward needed.
-        auto effect = torch::full({B, T}, NAN, torch::kFloat32);
-        effect.masked_fill_(chosen, 0.0f);
-        // Nodes sorted by position, so each chunk starts late and recomputes few positions.
-        auto nodes = (chosen & moved).nonzero();  // (R, 2): pair, position
-        nodes = nodes.index_select(0, std::get<1>(nodes.select(1, 1).sort(/*stable=*/true, 0, false)));
-        for (int64_t start = 0; start < nodes.size(0); start += options.max_rows) {
-          auto chunk = nodes.slice(0, start, std::min(nodes.size(0), start + options.max_rows));
-          auto b = chunk.select(1, 0), p = chunk.select(1, 1);
-          const int64_t R = chunk.size(0), offset = p.min().item<int64_t>();
-          auto dev_b = b.to(delta.device()), dev_p = p.to(delta.device());
-          auto rows = torch::arange(R, dev_b.options());
-          auto d = torch::zeros({R, T - offset, delta.size(2)}, delta.options());
-          d.index_put_({rows, dev_p - offset}, delta.index({dev_b, dev_p}));  // one node per row
-          auto ld = ld_with_delta(model, batch, site, l, cache, b, d, offset);
-          scatter_effects(effect, b, p, ld - ld_clean.index_select(0, dev_b));
-        }
-        detail::put_scores(e.patch_effect, l, effect, batch.valid);
-        auto norm = detail::normalise_effect(effect, ld_clean.to(torch::kCPU, torch::kFloat32).unsqueeze(1),
-                                             ld_patch.to(torch::kCPU, torch::kFloat32).unsqueeze(1));
-        detail::put_scores(e.patch_effect_norm, l, norm, batch.valid);
-      }
-      if (options.patch_global) {
-        // Every position of the prompt at once; a pair whose error never moves has effect 0.
-        auto global = torch::zeros({B}, torch::kFloat32);
-        auto rows = moved.any(1).nonzero().squeeze(1);                 // (R)
-        auto first_moved = moved.to(torch::kInt32).argmax(1);           // (B) first position with Δ ≠ 0
-        for (int64_t start = 0; start < rows.size(0); start += options.max_rows) {
-          auto b = rows.slice(0, start, std::min(rows.size(0), start + options.max_rows));
-          const int64_t offset = first_moved.index_select(0, b).min().item<int64_t>();
-          auto dev_b = b.to(delta.device());
-          auto d = (delta.index_select(0, dev_b) * batch.valid.index_select(0, dev_b).unsqueeze(-1)).slice(1, offset);
-          auto ld = ld_with_delta(model, batch, site, l, cache, b, d, offset);
-          global.index_put_({b}, (ld - ld_clean.index_select(0, dev_b)).to(torch::kCPU, torch::kFloat32));
-        }
-        e.patch_effect_global.select(1, l).copy_(global);
-        e.patch_effect_global_norm.select(1, l).copy_(detail::normalise_effect(
-            global, ld_clean.to(torch::kCPU, torch::kFloat32), ld_patch.to(torch::kCPU, torch::kFloat32)));
-      }
+      if (options.patch_per_position) patch_per_position(model, batch, cache, node, chosen, options.max_rows, e);
+      if (options.patch_global) patch_global(model, batch, cache, node, options.max_rows, e);
     }
   }
 }

@@ -1,5 +1,5 @@
 // Gemma-2 forward, numerically following Hugging Face transformers 4.46 (eager attention), which
-// produced the reference data in ../shared/fixtures. Each Gemma-2 quirk sits on its own line.
+// produced the reference data in tests/fixtures. Each Gemma-2 quirk sits on its own line.
 #include "sfc/model/gemma2.h"
 
 #include <torch/torch.h>
@@ -31,8 +31,29 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-// Additive attention mask (N, Q, P) in `dtype` for queries at positions `query` (N, Q) int64 (N = 1:
-// the same for every row) and keys at 0..P−1: 0 where the query may attend the key, the dtype's
+// RoPE: x (…, S, Dh) turned by the angles of its positions, cos and sin broadcast against it.
+torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
+}
+
+// (B, S, n·Dh) -> (B, n, S, Dh): one slice per head.
+torch::Tensor split_heads(const torch::Tensor& x, int64_t n, int64_t Dh) {
+  return x.view({x.size(0), x.size(1), n, Dh}).transpose(1, 2);
+}
+
+// (B, n, S, Dh) -> (B, S, n·Dh), head-major.
+torch::Tensor merge_heads(const torch::Tensor& x) {
+  return x.transpose(1, 2).reshape({x.size(0), x.size(2), x.size(1) * x.size(3)});
+}
+
+// h (B, S, D) at position pos[b] of each row -> (B, 1, D); pos (B) int64 on any device.
+torch::Tensor at_positions(const torch::Tensor& h, const torch::Tensor& pos) {
+  const int64_t B = h.size(0);
+  return h.gather(1, pos.to(h.device(), torch::kInt64).view({B, 1, 1}).expand({B, 1, h.size(2)}));
+}
+
+// Additive attention mask (1 or B, Q, P) in `dtype` for queries at positions `query` (1 or B, Q) int64
+// (1: the same for every row) and keys at 0..P−1: 0 where the query may attend the key, the dtype's
 // lowest value elsewhere (as HF does; exp underflows to exactly 0). Causal, and with a sliding window
 // `window` > 0 also masks k ≤ q − window.
 torch::Tensor attention_mask(const torch::Tensor& query, int64_t n_key, int64_t window, torch::Dtype dtype) {
@@ -47,7 +68,7 @@ torch::Tensor attention_mask(const torch::Tensor& query, int64_t n_key, int64_t 
 }
 
 // Attention of queries q (B, H, Q, Dh) at positions `query` (1 or B, Q) int64 (within the whole
-// prompt) over keys/values k, v (B, K, T, Dh) of the positions a forward computes, preceded by the
+// prompt) over keys/values k, v (B, K, S, Dh) of the positions a forward computes, preceded by the
 // prefix's cached keys/values of positions < offset: the mixed values (B, H, Q, Dh).
 torch::Tensor attend(const Gemma2Config& c, int64_t layer, const torch::Tensor& q, torch::Tensor k, torch::Tensor v,
                      const torch::Tensor& query, const KvPrefix* prefix) {
@@ -59,7 +80,7 @@ torch::Tensor attend(const Gemma2Config& c, int64_t layer, const torch::Tensor& 
   }
   const int64_t groups = c.n_head / c.n_head_kv, P = k.size(2);
   k = k.repeat_interleave(groups, /*dim=*/1);  // GQA: query head h reads kv head h/(H/K)
-  v = v.repeat_interleave(groups, /*dim=*/1);  // (B, H, P, Dh), P = offset + T
+  v = v.repeat_interleave(groups, /*dim=*/1);  // (B, H, P, Dh), P = offset + S
 
   auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(c.query_pre_attn_scalar, -0.5);  // (B, H, Q, P)
   scores = soft_cap(scores, c.attn_softcap);  // soft-cap before masking
@@ -94,41 +115,46 @@ AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_) : config(c),
   o_proj = register_module("o_proj", linear(c.n_head * c.head_dim, c.d_model));
 }
 
+AttentionImpl::Qkv AttentionImpl::project(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+                                          const torch::Tensor& at) const {
+  const int64_t B = h.size(0), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
+  const auto h_q = at.defined() ? at_positions(h, at) : h;        // (B, Q, D)
+  auto q = split_heads(torch::linear(h_q, q_proj->weight), H, Dh);  // (B, H, Q, Dh)
+  auto k = split_heads(torch::linear(h, k_proj->weight), K, Dh);    // (B, K, S, Dh)
+  auto v = split_heads(torch::linear(h, v_proj->weight), K, Dh);    // (B, K, S, Dh)
+  // RoPE on queries and keys, not values; a lone query turns by the angles of its own position.
+  const auto cos_q = at.defined() ? cos.index_select(0, at).view({B, 1, 1, Dh}) : cos;
+  const auto sin_q = at.defined() ? sin.index_select(0, at).view({B, 1, 1, Dh}) : sin;
+  q = rope(q, cos_q, sin_q);
+  k = rope(k, cos, sin);
+  return {q, k, v};
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                                      SiteCalls* sites, KvCache* record, const KvPrefix* prefix) const {
-  // T here is the number of positions this forward computes (all, or those ≥ the prefix offset).
-  const int64_t B = h.size(0), T = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
-  auto q = torch::linear(h, q_proj->weight).view({B, T, H, Dh}).transpose(1, 2);  // (B, H, T, Dh)
-  auto k = torch::linear(h, k_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
-  auto v = torch::linear(h, v_proj->weight).view({B, T, K, Dh}).transpose(1, 2);  // (B, K, T, Dh)
-  q = q * cos + rotate_half(q) * sin;                       // RoPE, cos/sin (T, Dh) broadcast
-  k = k * cos + rotate_half(k) * sin;
+  // S: the positions this forward computes (all T, or those ≥ the prefix offset).
+  const int64_t S = h.size(1);
+  auto [q, k, v] = project(h, cos, sin);  // (B, H, S, Dh), (B, K, S, Dh), (B, K, S, Dh)
   if (record) {
     record->k[layer] = k.detach();
     record->v[layer] = v.detach();
   }
   const int64_t offset = prefix ? prefix->offset : 0;
-  auto query = torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kInt64).device(h.device()));
-  auto z = attend(config, layer, q, k, v, query.view({1, T}), prefix).transpose(1, 2).reshape({B, T, H * Dh});  // head-major
+  auto query = torch::arange(offset, offset + S, torch::TensorOptions().dtype(torch::kInt64).device(h.device()));
+  auto z = merge_heads(attend(config, layer, q, k, v, query.view({1, S}), prefix));  // (B, S, H·Dh)
   if (sites) z = sites->at(Site::kAttn, layer, z);
-  return torch::linear(z, o_proj->weight);  // (B, T, D)
+  return torch::linear(z, o_proj->weight);  // (B, S, D)
 }
 
 torch::Tensor AttentionImpl::forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& pos, const KvPrefix* prefix) const {
   // As forward() (same operations in the same order), with one query per row.
-  const int64_t R = h.size(0), S = h.size(1), H = config.n_head, K = config.n_head_kv, Dh = config.head_dim;
-  auto at = pos.to(h.device(), torch::kInt64);                                     // (R)
-  auto h_q = h.gather(1, at.view({R, 1, 1}).expand({R, 1, h.size(2)}));           // (R, 1, D)
-  auto q = torch::linear(h_q, q_proj->weight).view({R, 1, H, Dh}).transpose(1, 2);  // (R, H, 1, Dh)
-  auto k = torch::linear(h, k_proj->weight).view({R, S, K, Dh}).transpose(1, 2);    // (R, K, S, Dh)
-  auto v = torch::linear(h, v_proj->weight).view({R, S, K, Dh}).transpose(1, 2);    // (R, K, S, Dh)
-  auto cos_q = cos.index_select(0, at).view({R, 1, 1, Dh}), sin_q = sin.index_select(0, at).view({R, 1, 1, Dh});
-  q = q * cos_q + rotate_half(q) * sin_q;
-  k = k * cos + rotate_half(k) * sin;
+  const int64_t R = h.size(0);
+  auto at = pos.to(h.device(), torch::kInt64);  // (R)
+  auto [q, k, v] = project(h, cos, sin, at);    // (R, H, 1, Dh), (R, K, S, Dh), (R, K, S, Dh)
   const int64_t offset = prefix ? prefix->offset : 0;  // each query's own mask row: causal, sliding window
-  auto z = attend(config, layer, q, k, v, (at + offset).view({R, 1}), prefix).transpose(1, 2).reshape({R, 1, H * Dh});
-  return torch::linear(z, o_proj->weight);                                           // (R, 1, D)
+  auto z = merge_heads(attend(config, layer, q, k, v, (at + offset).view({R, 1}), prefix));  // (R, 1, H·Dh)
+  return torch::linear(z, o_proj->weight);                                                  // (R, 1, D)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,29 +180,40 @@ DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_) : laye
   post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps));
 }
 
+torch::Tensor DecoderLayerImpl::attention_residual(const torch::Tensor& h, const torch::Tensor& attn_out) const {
+  auto normed = post_attention_layernorm->forward(attn_out);  // post-norm: Gemma-2 norms the block's output too
+  return h + normed;                                           // residual
+}
+
+torch::Tensor DecoderLayerImpl::mlp_block(const torch::Tensor& mid, SiteCalls* sites) const {
+  auto x = pre_feedforward_layernorm->forward(mid);  // norm
+  x = mlp->forward(x);                               // MLP
+  x = post_feedforward_layernorm->forward(x);        // post-norm: Gemma-2 norms the block's output too
+  if (sites) x = sites->at(Site::kMlp, layer, x);    // site mlp
+  return mid + x;                                    // residual
+}
+
+// norm → attention → post-norm → residual → norm → MLP → post-norm → residual, with the sites.
 torch::Tensor DecoderLayerImpl::forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin,
                                         SiteCalls* sites, KvCache* record, const KvPrefix* prefix) const {
   auto attn_out = self_attn->forward(input_layernorm->forward(h), cos, sin, sites, record, prefix);  // site attn inside
-  h = h + post_attention_layernorm->forward(attn_out);                      // post-attention norm, then residual
-  if (record) record->mid[layer] = h.detach();
-  auto mlp_out = post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
-  if (sites) mlp_out = sites->at(Site::kMlp, layer, mlp_out);
-  h = h + mlp_out;
-  if (sites) h = sites->at(Site::kResid, layer, h);
-  return h;  // (B, T, D)
+  auto mid = attention_residual(h, attn_out);              // post-norm, residual
+  if (record) record->mid[layer] = mid.detach();
+  auto out = mlp_block(mid, sites);                        // norm, MLP, post-norm (site mlp), residual
+  if (sites) out = sites->at(Site::kResid, layer, out);    // site resid
+  return out;  // (B, S, D)
 }
 
 torch::Tensor DecoderLayerImpl::forward_from_attn_site(const torch::Tensor& h, const torch::Tensor& z) const {
-  auto mid = h + post_attention_layernorm->forward(torch::linear(z, self_attn->o_proj->weight));
-  return mid + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(mid)));
+  auto mid = attention_residual(h, torch::linear(z, self_attn->o_proj->weight));  // o_proj, then as forward()
+  return mlp_block(mid, nullptr);
 }
 
 torch::Tensor DecoderLayerImpl::forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                                            const torch::Tensor& pos, const KvPrefix* prefix) const {
   auto attn_out = self_attn->forward_at(input_layernorm->forward(h), cos, sin, pos, prefix);  // (R, 1, D)
-  auto at = pos.to(h.device(), torch::kInt64).view({h.size(0), 1, 1}).expand({h.size(0), 1, h.size(2)});
-  auto out = h.gather(1, at) + post_attention_layernorm->forward(attn_out);
-  return out + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(out)));
+  auto mid = attention_residual(at_positions(h, pos), attn_out);                            // (R, 1, D)
+  return mlp_block(mid, nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,9 +241,9 @@ torch::Tensor Gemma2Impl::embed(const torch::Tensor& tokens) const {
 }
 
 std::pair<torch::Tensor, torch::Tensor> Gemma2Impl::rotary(int64_t n_tokens, int64_t offset) const {
-  auto pos = torch::arange(offset, offset + n_tokens, rope_inv_freq_.options());  // (T) fp32
-  auto freqs = pos.unsqueeze(1) * rope_inv_freq_.unsqueeze(0);              // (T, Dh/2) fp32
-  auto angles = torch::cat({freqs, freqs}, -1);                            // (T, Dh)
+  auto pos = torch::arange(offset, offset + n_tokens, rope_inv_freq_.options());  // (S) fp32
+  auto freqs = pos.unsqueeze(1) * rope_inv_freq_.unsqueeze(0);              // (S, Dh/2) fp32
+  auto angles = torch::cat({freqs, freqs}, -1);                            // (S, Dh)
   return {angles.cos().to(dtype()), angles.sin().to(dtype())};
 }
 
@@ -239,7 +276,7 @@ torch::Tensor Gemma2Impl::run_to_answer(torch::Tensor h, int64_t first, const to
   TORCH_CHECK(pos.dim() == 1 && pos.size(0) == h.size(0), "run_to_answer: pos must be (R)");
   torch::AutoGradMode grad_mode(h.requires_grad() || (sites != nullptr && sites->wants_grad()));
   auto at = pos.to(h.device(), torch::kInt64);
-  if (first >= L) return h.gather(1, at.view({h.size(0), 1, 1}).expand({h.size(0), 1, h.size(2)}));
+  if (first >= L) return at_positions(h, at);
   h = run_layers(h, first, L - 1, sites, nullptr, prefix);
   auto [cos, sin] = rotary(h.size(1), prefix ? prefix->offset : 0);
   return layers_.back()->forward_at(h, cos, sin, at, prefix);
@@ -274,8 +311,7 @@ torch::Tensor Gemma2Impl::answer_logits(const torch::Tensor& h, const torch::Ten
   const int64_t B = h.size(0), D = h.size(2);
   TORCH_CHECK(pos.dim() == 1 && pos.size(0) == B, "answer_logits: pos must be (B)");
   TORCH_CHECK(ids.dim() == 2 && ids.size(0) == B, "answer_logits: ids must be (B, A)");
-  auto index = pos.to(h.device(), torch::kInt64).view({B, 1, 1}).expand({B, 1, D});
-  auto last = norm_->forward(h.gather(1, index));                                          // (B, 1, D)
+  auto last = norm_->forward(at_positions(h, pos));                                        // (B, 1, D)
   auto columns = embed_tokens_->weight.index_select(0, ids.to(h.device(), torch::kInt64).reshape(-1))
                      .view({B, ids.size(1), D});                                  // (B, A, D)
   auto logits = torch::matmul(last, columns.transpose(1, 2)).squeeze(1);          // (B, A)

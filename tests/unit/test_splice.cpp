@@ -1,5 +1,5 @@
 // Splicing every SAE's reconstruction plus its error into the forward leaves the model unchanged
-// (DESIGN.md §1) — the reason all SAE arithmetic can run after a plain-model pass.
+// (docs/design.md §1) — the reason all SAE arithmetic can run after a plain-model pass.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

@@ -40,8 +40,8 @@ struct SaeQuality {
   double l0 = 0;   // mean number of active latents per token
 };
 
-// Activations of every site and layer of `model` for the real (valid) tokens of `tokens` (S, T)
-// int64 with `valid` (S, T) bool: [layer * kNumSites + site] -> (rows, W) fp32.
+// Activations of every site and layer of `model` for the real (valid) tokens of `tokens` (N, T)
+// int64 with `valid` (N, T) bool: [layer * kNumSites + site] -> (rows, W) fp32.
 std::vector<torch::Tensor> collect_activations(const model::Gemma2Impl& model, const torch::Tensor& tokens,
                                                const torch::Tensor& valid);
 

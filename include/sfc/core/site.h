@@ -1,4 +1,4 @@
-// The three SAE sites of a Gemma-2 layer (DESIGN.md §1) and their names in configs, files and
+// The three SAE sites of a Gemma-2 layer (docs/design.md §1) and their names in configs, files and
 // Gemma Scope release folders. Shared by the model (where sites sit in the forward) and the SAEs.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Prompt-pair datasets (DESIGN.md §1 "Data"): JSON-lines in the SFC format or pre-tokenised, checked
+// Prompt-pair datasets (docs/design.md §1 "Data"): JSON-lines in the SFC format or pre-tokenised, checked
 // record by record, and cut into right-padded batches. Knows the tokenizer, not the model.
 #pragma once
 

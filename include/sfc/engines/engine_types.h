@@ -1,4 +1,4 @@
-// What the attribution engines take and give (DESIGN.md §1 table, §2 "Engines"): one batch of
+// What the attribution engines take and give (docs/design.md §1 table, §2 "Engines"): one batch of
 // pairs in, one BatchResult out. No MPI, no files. All scores are per prompt (gradient of that
 // prompt's own LD, no batch-size factor), float32, NaN where not computed.
 #pragma once

@@ -1,5 +1,5 @@
 // Gemma-2 in LibTorch, bound to Hugging Face checkpoint names, with SAE sites written into the
-// forward (DESIGN.md §2 "Model"). Knows nothing of SAEs or attribution. Weights never require grad.
+// forward (docs/design.md §2 "Model"). Knows nothing of SAEs or attribution. Weights never require grad.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -53,6 +53,14 @@ struct AttentionImpl : torch::nn::Module {
   // only at position pos[r] (0 ≤ pos < S, int64 (R)); returns the output there (R, 1, D). No sites.
   torch::Tensor forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                            const torch::Tensor& pos, const KvPrefix* prefix = nullptr) const;
+  // The projections of both: queries q (B, H, Q, Dh), keys and values k, v (B, K, S, Dh) of h
+  // (B, S, D), with RoPE (cos, sin (S, Dh)) on q and k. Q = S, or with `at` (B) int64 on h's device
+  // one query per row, at position at[b] (Q = 1).
+  struct Qkv {
+    torch::Tensor q, k, v;
+  };
+  Qkv project(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
+              const torch::Tensor& at = {}) const;
   // weights (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh); no biases
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   Gemma2Config config;
@@ -79,6 +87,12 @@ struct DecoderLayerImpl : torch::nn::Module {
   // The layer's output only at position pos[r] of each row (R, 1, D); see AttentionImpl::forward_at.
   torch::Tensor forward_at(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
                            const torch::Tensor& pos, const KvPrefix* prefix = nullptr) const;
+  // The two halves after attention, shared by the three paths above. h (…, D) the layer's input and
+  // attn_out o_proj's output there -> mid = h + post-norm(attn_out), the stream after attention.
+  torch::Tensor attention_residual(const torch::Tensor& h, const torch::Tensor& attn_out) const;
+  // mid (…, D) -> the layer's output: mid + post-norm(MLP(norm(mid))), the `mlp` site (when `sites`)
+  // on the MLP block's output before the residual.
+  torch::Tensor mlp_block(const torch::Tensor& mid, SiteCalls* sites) const;
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   RmsNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
   Attention self_attn{nullptr};

@@ -1,4 +1,4 @@
-// The task metric (DESIGN.md §1): LD = logit(patch answer) − logit(clean answer) at the answer
+// The task metric (docs/design.md §1): LD = logit(patch answer) − logit(clean answer) at the answer
 // position, with the max over several patch answers. Only the A answer columns are computed.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Named site calls written into the Gemma-2 forward (STYLE.md §3): what a forward does at each
+// Named site calls written into the Gemma-2 forward (docs/style.md §3): what a forward does at each
 // (site, layer) — record the activation, add or substitute an intervention, expose it to autograd.
 // The default does nothing and costs one branch.
 #pragma once
