@@ -1,6 +1,5 @@
 // The `sfc` executable: picks the command, and is the one place where errors are caught and printed
 // ("sfc: error: <message>", one line; exit 1, or 2 for a command line that cannot be understood).
-#include <c10/util/Exception.h>
 
 #include <boost/program_options/errors.hpp>
 #include <boost/program_options.hpp>
@@ -56,9 +55,9 @@ int tokenizer_train_main(const sfc::app::CommandArgs& args) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw sfc::app::UsageError(std::string("sfc tokenizer-train: ") + e.what());
+    throw sfc::UsageError(std::string("sfc tokenizer-train: ") + e.what());
   }
-  if (vocab < 5) throw sfc::app::UsageError("sfc tokenizer-train: --vocab must be >= 5");
+  if (vocab < 5) throw sfc::UsageError("sfc tokenizer-train: --vocab must be >= 5");
   sfc::text::train_sentencepiece(corpus, prefix, vocab);
   return 0;
 }
@@ -105,7 +104,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (command == "--version") {
-      std::cout << "sfc " << sfc::app::version() << "\n";
+      std::cout << "sfc " << sfc::version() << "\n";
       const auto blas = sfc::detect_cpu_blas();
       std::cout << "blas: " << blas.describe() << "\n";
       if (!blas.hint().empty()) std::cout << "hint: " << blas.hint() << "\n";
@@ -117,19 +116,17 @@ int main(int argc, char** argv) {
     if (command == "reduce") return sfc::app::reduce_main(args);
     if (command == "builtin") return sfc::app::builtin_main(args);
     if (command == "tokenizer-train") return tokenizer_train_main(args);
-    throw sfc::app::UsageError("unknown command '" + command + "' (see sfc --help)");
-  } catch (const sfc::app::ExitStatus& e) {
+    throw sfc::UsageError("unknown command '" + command + "' (see sfc --help)");
+  } catch (const sfc::ExitStatus& e) {
     return e.status;
-  } catch (const sfc::app::UsageError& e) {
+  } catch (const sfc::UsageError& e) {
     return report(e.what(), 2);
   } catch (const po::error& e) {
     return report(e.what(), 2);
   } catch (const sfc::Error& e) {
     return report(e.what(), 1);
-  } catch (const c10::Error& e) {
-    // LibTorch's what() carries a C++ backtrace; the message alone is what a user can act on.
-    return report(e.what_without_backtrace(), 1);
   } catch (const std::exception& e) {
-    return report(e.what(), 1);
+    // LibTorch's what() carries a C++ backtrace; error_message keeps what a user can act on.
+    return report(sfc::error_message(e), 1);
   }
 }

@@ -1,8 +1,6 @@
-// `sfc reduce FILE`: parses the flags, makes sure MPI is up, runs sfc::reduce::summarize on
-// MPI_COMM_WORLD and prints what it wrote (rank 0).
+// `sfc reduce FILE`: parses the flags, starts MPI (mpi::Session), runs sfc::reduce::summarize on
+// the world communicator and prints what it wrote (rank 0).
 #include "sfc/app/reduce_command.h"
-
-#include <mpi.h>
 
 #include <boost/program_options.hpp>
 #include <cstdio>
@@ -10,37 +8,12 @@
 #include <sstream>
 
 #include "sfc/core/error.h"
+#include "sfc/mpi/comm.h"
+#include "sfc/reduce/reduce.h"
 
 namespace sfc::app {
-namespace {
 
 namespace po = boost::program_options;
-
-// MPI_Init unless MPI is up already, MPI_Finalize at scope exit if this guard started it. A
-// stand-in until the shared MPI session of `sfc` main (sfc::dist::MpiSession) owns MPI for every
-// command; then this goes.
-class MpiGuard {
- public:
-  MpiGuard() {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (initialized) return;
-    if (MPI_Init(nullptr, nullptr) != MPI_SUCCESS) throw Error("MPI_Init failed");
-    owns_ = true;
-  }
-  ~MpiGuard() {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (owns_ && !finalized) MPI_Finalize();
-  }
-  MpiGuard(const MpiGuard&) = delete;
-  MpiGuard& operator=(const MpiGuard&) = delete;
-
- private:
-  bool owns_ = false;
-};
-
-}  // namespace
 
 ReduceCommandLine parse_reduce_command_line(const std::vector<std::string>& args) {
   ReduceCommandLine out;
@@ -95,11 +68,10 @@ int reduce_main(const CommandArgs& args) {
     std::cout << parsed.help_text << "\n";
     return 0;
   }
-  MpiGuard mpi;
-  const auto report = reduce::summarize(parsed.file, MPI_COMM_WORLD, parsed.options);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  if (rank == 0) {
+  const mpi::Session mpi;
+  const mpi::Comm comm;
+  const auto report = reduce::summarize(parsed.file, comm, parsed.options);
+  if (comm.rank() == 0) {
     char line[200];
     std::snprintf(line, sizeof line,
                   "sfc reduce: %d rank(s): moments %.2f s, spearman %.2f s, write %.2f s, total %.2f s\n",

@@ -1,5 +1,5 @@
 // NCCL all-reduce of fp64 sums. The only file that includes <nccl.h>; every ncclResult_t is checked
-// in check_nccl, every MPI call's return in check_mpi.
+// in check_nccl; its one MPI step (sharing the NCCL id) goes through sfc::mpi::Comm.
 #include "sfc/gpu/nccl_reduce.h"
 
 #include <cuda_runtime_api.h>
@@ -10,6 +10,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/gpu/cuda_devices.h"
+#include "sfc/mpi/comm.h"
 
 namespace sfc::gpu {
 namespace {
@@ -18,20 +19,14 @@ void check_nccl(ncclResult_t status, const char* what) {
   if (status != ncclSuccess) throw Error(std::string(what) + ": " + ncclGetErrorString(status));
 }
 
-void check_mpi(int status, const char* what) {
-  if (status != MPI_SUCCESS) throw Error(std::string(what) + " failed with MPI error " + std::to_string(status));
-}
-
 }  // namespace
 
-NcclReducer::NcclReducer(MPI_Comm comm, int cuda_device) {
-  int rank = 0, size = 1;
-  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
-  check_mpi(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+NcclReducer::NcclReducer(const mpi::Comm& comm, int cuda_device) {
+  const int rank = comm.rank(), size = comm.size();
   check_cuda(cudaSetDevice(cuda_device), "cudaSetDevice");
   ncclUniqueId id;
   if (rank == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-  check_mpi(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm), "MPI_Bcast(ncclUniqueId)");
+  comm.broadcast_bytes(&id, sizeof(id), 0);  // the id travels through the project's MPI layer
   cudaStream_t stream = nullptr;
   check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   stream_ = stream;

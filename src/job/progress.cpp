@@ -1,7 +1,7 @@
 // Progress text and when to print it (see progress.h). The rate counts only pairs this process
 // computed: pairs resumed from shards took no time here, and counting them would promise a finish
 // far sooner than the run can deliver.
-#include "sfc/app/progress.h"
+#include "sfc/job/progress.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <ostream>
 
-namespace sfc::app {
+namespace sfc::job {
 namespace {
 
 std::string printf_string(const char* format, double value) {
@@ -28,7 +28,7 @@ bool finished(const ProgressState& s) { return s.pairs_done >= s.pairs_total; }
 
 std::string rate_text(const ProgressState& s) {
   const auto rate = progress_rate(s);
-  return (rate ? format_rate(*rate) : std::string("-")) + " pairs/s";
+  return (rate ? format_rate(*rate) : std::string("-")) + " " + s.unit + "/s";
 }
 
 std::string eta_text(const ProgressState& s) {
@@ -76,8 +76,8 @@ std::string format_rate(double per_second) {
 
 std::string progress_line(const ProgressState& s) {
   char head[160];
-  std::snprintf(head, sizeof head, "sfc run: %lld/%lld pairs (%.1f%%), %lld/%lld batches, ",
-                static_cast<long long>(s.pairs_done), static_cast<long long>(s.pairs_total), percent(s),
+  std::snprintf(head, sizeof head, "%s: %lld/%lld %s (%.1f%%), %lld/%lld batches, ", s.label.c_str(),
+                static_cast<long long>(s.pairs_done), static_cast<long long>(s.pairs_total), s.unit.c_str(), percent(s),
                 static_cast<long long>(s.batches_done), static_cast<long long>(s.batches_total));
   std::string line = head + rate_text(s) + ", elapsed " + format_duration(s.elapsed_s);
   if (!finished(s)) line += ", " + eta_text(s);
@@ -88,9 +88,9 @@ std::string progress_bar(const ProgressState& s, int bar_width) {
   const int width = std::max(bar_width, 1);
   const int filled = std::clamp(static_cast<int>(percent(s) / 100.0 * width), 0, width);
   char counts[160];
-  std::snprintf(counts, sizeof counts, "]  %lld/%lld pairs  %5.1f%%  ", static_cast<long long>(s.pairs_done),
-                static_cast<long long>(s.pairs_total), percent(s));
-  std::string bar = "sfc run [" + std::string(filled, '#') + std::string(width - filled, '-') + counts + rate_text(s);
+  std::snprintf(counts, sizeof counts, "]  %lld/%lld %s  %5.1f%%  ", static_cast<long long>(s.pairs_done),
+                static_cast<long long>(s.pairs_total), s.unit.c_str(), percent(s));
+  std::string bar = s.label + " [" + std::string(filled, '#') + std::string(width - filled, '-') + counts + rate_text(s);
   bar += finished(s) ? "  elapsed " + format_duration(s.elapsed_s) : "  " + eta_text(s);
   return bar;
 }
@@ -133,4 +133,4 @@ void ProgressReporter::print() {
 
 bool is_terminal(int fd) { return ::isatty(fd) == 1; }
 
-}  // namespace sfc::app
+}  // namespace sfc::job

@@ -1,4 +1,4 @@
-#include "sfc/dist/shard.h"
+#include "sfc/job/shard.h"
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "sfc/core/error.h"
 
-namespace sfc::dist {
+namespace sfc::job {
 namespace {
 
 constexpr char kMagic[8] = {'S', 'F', 'C', 'S', 'H', 'R', 'D', '1'};
@@ -237,4 +237,4 @@ ShardRecord ShardReader::read(int64_t batch) const {
   return record;
 }
 
-}  // namespace sfc::dist
+}  // namespace sfc::job

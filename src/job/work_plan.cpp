@@ -1,4 +1,4 @@
-#include "sfc/dist/work_plan.h"
+#include "sfc/job/work_plan.h"
 
 #include <algorithm>
 #include <numeric>
@@ -6,7 +6,7 @@
 
 #include "sfc/core/error.h"
 
-namespace sfc::dist {
+namespace sfc::job {
 
 int64_t node_cost(const SiteLayer& node, int64_t n_layer) { return n_layer - node.layer; }
 
@@ -84,4 +84,4 @@ WorkPlan make_work_plan(const WorkPlanInput& in) {
   return plan;
 }
 
-}  // namespace sfc::dist
+}  // namespace sfc::job

@@ -1,14 +1,14 @@
-#include "sfc/app/shard_rows.h"
+#include "sfc/output/batch_records.h"
 
 #include <torch/torch.h>
 
 #include "sfc/core/error.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/schema/results_schema.h"
 
-namespace sfc::app {
+namespace sfc::output {
 namespace {
 
-namespace sc = output::schema;
+namespace sc = schema;
 
 constexpr const char* kBlockPrefix = "block:";
 constexpr const char* kRowsName = "rows";  // (2) int64: first row, B
@@ -25,7 +25,7 @@ int site_of_path(const std::string& path) {
   return -1;
 }
 
-bool owns_any_layer(const dist::WorkPlan& plan, int site, int site_group) {
+bool owns_any_layer(const job::WorkPlan& plan, int site, int site_group) {
   for (int64_t l = 0; l < plan.n_layer; ++l)
     if (plan.owner_of(static_cast<Site>(site), l) == site_group) return true;
   return false;
@@ -35,7 +35,7 @@ std::string sum_name(Site site, const char* which, const char* part) {
   return std::string("sum:") + site_name(site) + ":" + which + ":" + part;
 }
 
-const torch::Tensor& need(const dist::ShardRecord& record, const std::string& name) {
+const torch::Tensor& need(const job::ShardRecord& record, const std::string& name) {
   const auto* t = record.find(name);
   if (!t) throw Error("shard record of batch " + std::to_string(record.batch) + " lacks " + name);
   return *t;
@@ -43,9 +43,9 @@ const torch::Tensor& need(const dist::ShardRecord& record, const std::string& na
 
 }  // namespace
 
-dist::ShardRecord rows_to_record(int64_t batch, const output::BatchRows& rows, const dist::WorkPlan& plan,
+job::ShardRecord rows_to_record(int64_t batch, const BatchRows& rows, const job::WorkPlan& plan,
                                  int site_group) {
-  dist::ShardRecord record;
+  job::ShardRecord record;
   record.batch = batch;
   record.tensors.emplace_back(kRowsName, torch::tensor({rows.first, rows.n_rows}, torch::kLong));
   for (const auto& [path, block] : rows.blocks) {
@@ -59,21 +59,21 @@ dist::ShardRecord rows_to_record(int64_t batch, const output::BatchRows& rows, c
     for (const auto& [which, sum, seen] : {std::tuple{"atp", sums.atp, sums.atp_seen}, std::tuple{"ig", sums.ig, sums.ig_seen}}) {
       if (!sum.defined()) continue;
       const auto flat = sum.reshape({-1});
-      const auto index = flat.nonzero().reshape({-1});  // (nnz) int64 into (L, T_batch, F)
+      const auto index = flat.nonzero().reshape({-1});  // (nnz) int64 into (L, Tb, F)
       record.tensors.emplace_back(sum_name(site, which, "index"), index);
       record.tensors.emplace_back(sum_name(site, which, "value"), flat.index_select(0, index));
-      record.tensors.emplace_back(sum_name(site, which, "seen"), seen);  // (L, T_batch)
+      record.tensors.emplace_back(sum_name(site, which, "seen"), seen);  // (L, Tb)
     }
   }
   return record;
 }
 
-output::BatchRows merge_records(const std::vector<dist::ShardRecord>& records, const dist::WorkPlan& plan,
-                                const output::ResultsLayout& layout) {
+BatchRows merge_records(const std::vector<job::ShardRecord>& records, const job::WorkPlan& plan,
+                                const ResultsLayout& layout) {
   if (records.size() != static_cast<size_t>(plan.n_site_groups))
     throw Error("merge_records: " + std::to_string(records.size()) + " records for " +
                 std::to_string(plan.n_site_groups) + " site groups");
-  output::BatchRows rows;
+  BatchRows rows;
   const auto first_and_count = need(records[0], kRowsName);
   rows.first = first_and_count[0].item<int64_t>();
   rows.n_rows = first_and_count[1].item<int64_t>();
@@ -122,4 +122,4 @@ output::BatchRows merge_records(const std::vector<dist::ShardRecord>& records, c
   return rows;
 }
 
-}  // namespace sfc::app
+}  // namespace sfc::output

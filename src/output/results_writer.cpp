@@ -8,10 +8,11 @@
 #include <algorithm>
 #include <limits>
 
-#include "sfc/app/command.h"
+#include "sfc/core/version.h"
 #include "sfc/core/error.h"
 #include "sfc/core/shapes.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/schema/results_schema.h"
+#include "sfc/output/topk.h"
 
 namespace sfc::output {
 namespace {
@@ -92,7 +93,7 @@ ResultsWriter::ResultsWriter(h5::File& file, const ResultsLayout& layout, const 
   file_.set_attribute(sc::kAttrConfig, provenance.config);
   file_.set_attribute(sc::kAttrModel, provenance.model);
   file_.set_attribute(sc::kAttrSae, provenance.sae);
-  file_.set_attribute(sc::kAttrVersion, app::version());
+  file_.set_attribute(sc::kAttrVersion, version());
   file_.set_attribute(sc::kAttrCommandLine, provenance.command_line);
   file_.set_attribute(sc::kAttrNPairs, std::to_string(N));
   file_.set_attribute(sc::kAttrNLayer, std::to_string(L));
@@ -174,7 +175,7 @@ void ResultsWriter::write_dataset_info(const data::PairDataset& dataset) {
 
 namespace {
 
-// x (B, L, T_b) or (B, L) of a score -> float32 block, NaN past each prompt; undefined stays undefined.
+// x (B, L, Tb) or (B, L) of a score -> float32 block, NaN past each prompt; undefined stays undefined.
 torch::Tensor score_block(const torch::Tensor& x, const torch::Tensor& valid, int64_t L, bool per_position,
                           const std::string& what) {
   if (!x.defined()) return {};  // not computed: the fill value (NaN) stays
@@ -278,17 +279,9 @@ BatchRows ResultsWriter::make_rows(const ResultsLayout& layout, const data::Pair
       const auto atp = prepare(scores.atp, "atp");
       std::tie(sums.atp, sums.atp_seen) = batch_latent_sum(atp);
       if (layout.latents == engines::LatentOutput::kSum) {
-        // Top-k by |AtP| with NaN ranked below every number; slots past the computed ones: -1 / NaN.
-        const int64_t kk = std::min(k, F);
-        const auto key = atp.abs().masked_fill(torch::isnan(atp), -1.0);  // (B, L, Tb, F)
-        const auto top = key.topk(kk, -1, /*largest=*/true, /*sorted=*/true);
-        const auto absent = std::get<0>(top) < 0;                          // (B, L, Tb, kk)
-        auto index = torch::full({B, L, Tb, k}, -1, torch::kInt);
-        auto value = torch::full({B, L, Tb, k}, kNan, torch::kFloat);
-        index.narrow(3, 0, kk).copy_(std::get<1>(top).to(torch::kInt).masked_fill(absent, -1));
-        value.narrow(3, 0, kk).copy_(atp.gather(-1, std::get<1>(top)).masked_fill(absent, kNan));
-        put(sc::path(sc::kLatents, site, sc::kAtpTopkIndex), index);
-        put(sc::path(sc::kLatents, site, sc::kAtpTopkValue), value);
+        const auto top = topk_by_abs(atp, k);  // (B, L, Tb, k) each
+        put(sc::path(sc::kLatents, site, sc::kAtpTopkIndex), top.index);
+        put(sc::path(sc::kLatents, site, sc::kAtpTopkValue), top.value);
       } else if (layout.latents == engines::LatentOutput::kFull) {
         put(sc::path(sc::kLatents, site, sc::kLatentAtp), atp);
       }

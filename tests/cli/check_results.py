@@ -3,7 +3,7 @@
 against the gemma2-tiny reference (Hugging Face).
 
 Usage: check_results.py OUT.h5 [--reference reference.npz ROW:REFROW ...] [--same-sums OTHER.h5]
-                               [--full-sums] [--short ROW:LEN ...]
+                               [--full-sums] [--short ROW:LEN ...] [--version V]
   schema          every dataset of the schema exists with its shape, dtype and dims attribute, no
                   other dataset exists, and the root attributes are there.
   ROW:REFROW      row ROW of the file is the reference's pair REFROW: error AtP, IG, Task A metrics,
@@ -15,6 +15,7 @@ Usage: check_results.py OUT.h5 [--reference reference.npz ROW:REFROW ...] [--sam
                   with a different number of rows, as OpenBLAS does, so not bit for bit).
   --full-sums     (output.latents = full) the sums equal the NaN-ignoring sum of the full latent scores.
   ROW:LEN         (--short) row ROW is a prompt of LEN tokens: ids -1 and scores NaN after it.
+  --version V     the root attribute sfc_version is V (CMakeLists.txt's project version).
 Exits 1 with one message per problem.
 """
 import os
@@ -179,7 +180,7 @@ def latent_sums(f):
 def main():
     args = sys.argv[1:]
     out_file = args.pop(0)
-    ref_file, rows, short, other, full_sums = None, [], [], None, False
+    ref_file, rows, short, other, full_sums, version = None, [], [], None, False, None
     mode = None
     while args:
         a = args.pop(0)
@@ -191,6 +192,8 @@ def main():
             other = args.pop(0)
         elif a == "--full-sums":
             full_sums = True
+        elif a == "--version":
+            version = args.pop(0)
         elif mode == "rows":
             rows.append(a)
         elif mode == "short":
@@ -199,6 +202,8 @@ def main():
             sys.exit(f"check_results: unexpected argument {a}")
     with h5py.File(out_file, "r") as f:
         check_schema(f)
+        if not errors and version is not None and str(f.attrs[S.ATTR_VERSION]) != version:
+            errors.append(f"sfc_version {f.attrs[S.ATTR_VERSION]!r} != {version!r}")
         if not errors and ref_file:
             check_reference(f, np.load(ref_file), rows)
         if not errors:

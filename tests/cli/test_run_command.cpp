@@ -69,8 +69,10 @@ TEST(RunCommand, FixtureMatchesHuggingFace) {
   r = run(d.base() + " --data.batch_size=1 --output.latents=full --output.path=" + quote(full.string()), d.dir);
   ASSERT_EQ(r.status, 0) << r.err;
 
+  // sfc_version: the project version of CMakeLists.txt, as the build passed it to this test.
   auto check = run(python(checker() + " " + quote(d.out.string()) + " --reference " + reference() +
-                          " 0:0 1:1 2:2 --short 3:7 --same-sums " + quote(full.string())),
+                          " 0:0 1:1 2:2 --short 3:7 --same-sums " + quote(full.string()) +
+                          " --version " + SFC_PROJECT_VERSION),
                    d.dir);
   EXPECT_EQ(check.status, 0) << check.err << check.out;
   check = run(python(checker() + " " + quote(full.string()) + " --reference " + reference() +

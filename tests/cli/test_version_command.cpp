@@ -28,6 +28,8 @@ TEST(VersionCommand, NamesTheBlasAndHintsOnlyWhenOpenBlasFellBackToGenericKernel
   TempDir dir;
   const auto plain = run(sfc("--version"), dir);
   ASSERT_EQ(plain.status, 0) << plain.err;
+  // The first line is the project version of CMakeLists.txt (one place: src/core/version.cpp).
+  EXPECT_EQ(plain.out.substr(0, plain.out.find('\n')), std::string("sfc ") + SFC_PROJECT_VERSION) << plain.out;
   const std::string blas = line_after(plain.out, "blas: ");
   ASSERT_FALSE(blas.empty()) << plain.out;
   if (blas.rfind("OpenBLAS ", 0) != 0) {  // MKL or another BLAS: nothing to check or suggest

@@ -22,17 +22,11 @@ using sfc::test::TempDir;
 
 using sfc::test::mpi_rank;
 
-int mpi_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using sfc::test::world;
 
-int64_t sum_over_ranks(int64_t value) {
-  int64_t sum = 0;
-  MPI_Allreduce(&value, &sum, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
-  return sum;
-}
+int mpi_size() { return world().size(); }
+
+int64_t sum_over_ranks(int64_t value) { return world().sum(value); }
 
 using sfc::test::SharedTempDir;
 
@@ -124,7 +118,7 @@ TEST(H5Parallel, DisjointRowsWithAnEmptyRankThroughH5Output) {
   SharedTempDir dir;
   const auto out = dir / "parallel.h5";
   {
-    H5Output output(out, FileOptions{MPI_COMM_WORLD});
+    H5Output output(out, FileOptions{&world()});
     output.file().set_attribute("model", "tiny");
     write_rows(output.file(), split, rank);
     // 3 non-empty transfers per rank with rows, none counted on the empty rank.
@@ -142,7 +136,7 @@ TEST(H5Parallel, DisjointRowsWithAnEmptyRankThroughH5Output) {
 
   // Read back collectively, each rank its own rows (rank 1 empty again).
   {
-    File f = File::open_read_only(out, FileOptions{MPI_COMM_WORLD});
+    File f = File::open_read_only(out, FileOptions{&world()});
     const int64_t start = split.start[rank], count = split.count[rank];
     EXPECT_EQ(f.open_dataset("sites/resid").read<float>({start, 0, 0}, {count, L, D}), resid_rows(start, count));
     EXPECT_EQ(f.open_dataset("tokens").read<int32_t>({start, 0}, {count, T}), token_rows(start, count));
@@ -162,7 +156,7 @@ TEST(H5Parallel, DisjointRowsWithAnEmptyRankThroughH5Output) {
     const auto check = sfc::test::run(python(args), logs);
     EXPECT_EQ(check.status, 0) << check.out << check.err;
   }
-  MPI_Barrier(MPI_COMM_WORLD);  // rank 0 reads the file before SharedTempDir removes it
+  world().barrier();  // rank 0 reads the file before SharedTempDir removes it
 }
 
 TEST(H5Parallel, CollectiveCheckCountsWhatHdf5Did) {
@@ -175,7 +169,7 @@ TEST(H5Parallel, CollectiveCheckCountsWhatHdf5Did) {
 
   // Collective transfers: counted collective on the ranks with rows, nowhere independent.
   {
-    File f = File::create(dir / "collective.h5", FileOptions{MPI_COMM_WORLD});
+    File f = File::create(dir / "collective.h5", FileOptions{&world()});
     write_rows(f, split, rank);
     EXPECT_EQ(f.io_stats().independent, 0) << f.io_stats().last_cause;
     EXPECT_EQ(f.io_stats().collective, has_rows ? 3 : 0);
@@ -187,7 +181,7 @@ TEST(H5Parallel, CollectiveCheckCountsWhatHdf5Did) {
   // and the cause. The deflated dataset is left out: HDF5 writes filtered data only collectively.
   {
     const auto file = dir / "independent.h5";
-    File f = File::create(file, FileOptions{MPI_COMM_WORLD, /*collective=*/false});
+    File f = File::create(file, FileOptions{&world(), /*collective=*/false});
     Dataset resid = f.create_dataset("resid", {Dtype::kFloat32, {split.n_rows, L, D}, NAN});
     Dataset tokens = f.create_dataset("tokens", {Dtype::kInt32, {split.n_rows, T}, -1});
     const auto r = resid_rows(start, count);
@@ -220,7 +214,7 @@ TEST(H5Parallel, CollectiveCheckCountsWhatHdf5Did) {
   // in independent I/O (here int64 rows into an int32 dataset). Caught and named.
   {
     const auto file = dir / "conversion.h5";
-    File f = File::create(file, FileOptions{MPI_COMM_WORLD});
+    File f = File::create(file, FileOptions{&world()});
     Dataset tokens = f.create_dataset("tokens", {Dtype::kInt32, {split.n_rows, T}, -1});
     const auto t32 = token_rows(start, count);
     const std::vector<int64_t> t64(t32.begin(), t32.end());
@@ -240,10 +234,10 @@ TEST(H5Parallel, UncommittedOutputLeavesNoFileOnAnyRank) {
   SharedTempDir dir;
   const auto out = dir / "unfinished.h5";
   {
-    H5Output output(out, FileOptions{MPI_COMM_WORLD});
+    H5Output output(out, FileOptions{&world()});
     output.file().create_dataset("x", {Dtype::kInt32, {2}, -1});
   }  // no commit: as if an exception unwound the run on every rank
-  MPI_Barrier(MPI_COMM_WORLD);  // rank 0 removed the partial file
+  world().barrier();  // rank 0 removed the partial file
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_FALSE(std::filesystem::exists(H5Output::partial_name(out)));
 }

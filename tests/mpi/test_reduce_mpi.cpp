@@ -13,7 +13,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/h5/h5_file.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/schema/results_schema.h"
 #include "sfc/reduce/reduce.h"
 #include "support/mpi_test_support.h"
 #include "support/cli_support.h"
@@ -21,10 +21,11 @@
 namespace {
 
 namespace fs = std::filesystem;
-namespace sc = sfc::output::schema;
+namespace sc = sfc::schema;
 using sfc::test::TempDir;
 
 using sfc::test::mpi_rank;
+using sfc::test::world;
 
 using sfc::test::SharedTempDir;
 
@@ -90,7 +91,7 @@ int check(const SharedTempDir& dir, const fs::path& file, const std::string& ext
     status = r.status;
     if (status != 0) ADD_FAILURE() << r.err << r.out;
   }
-  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  world().broadcast_bytes(&status, sizeof status, 0);
   return status;
 }
 
@@ -101,17 +102,17 @@ void expect_same_on_world_and_one_rank(const SharedTempDir& dir, const fs::path&
   sfc::reduce::ReduceOptions options;
   options.leaf_rows = leaf_rows;
   options.topk = 4;
-  const auto report = sfc::reduce::summarize(file, MPI_COMM_WORLD, options);
+  const auto report = sfc::reduce::summarize(file, world(), options);
   EXPECT_EQ(report.n_ranks, 3);
-  if (mpi_rank() == 0) sfc::reduce::summarize(alone, MPI_COMM_SELF, options);
-  MPI_Barrier(MPI_COMM_WORLD);
+  if (mpi_rank() == 0) sfc::reduce::summarize(alone, sfc::mpi::Comm(MPI_COMM_SELF), options);
+  world().barrier();
   EXPECT_EQ(check(dir, file, "--same-as " + sfc::test::quote(alone.string())), 0);
 }
 
 TEST(ReduceMpi, ThreeRanksWriteTheSameSummaryAsOne) {
   SharedTempDir dir;
   if (mpi_rank() == 0) write_synthetic(dir / "a.h5", 41, 3, 7, 9, 1);
-  MPI_Barrier(MPI_COMM_WORLD);
+  world().barrier();
   expect_same_on_world_and_one_rank(dir, dir / "a.h5", 4);  // 11 leaves: 3 + 4 + 4, uneven tree nodes
 }
 
@@ -121,19 +122,25 @@ TEST(ReduceMpi, MoreRanksThanLeavesAndNoPairs) {
     write_synthetic(dir / "two.h5", 2, 2, 5, 3, 2);   // 2 leaves for 3 ranks: rank 0 has none
     write_synthetic(dir / "none.h5", 0, 2, 5, 3, 3);  // no pairs: counts 0, NaN everywhere
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  world().barrier();
   expect_same_on_world_and_one_rank(dir, dir / "two.h5", 1);
   expect_same_on_world_and_one_rank(dir, dir / "none.h5", 1);
 }
 
-TEST(ReduceMpi, ABadFileFailsOnEveryRankWithTheSameMessage) {
+// Every rank fails; rank 0 reports the message (sfc::Error), the others end quietly (ExitStatus 1),
+// so a user reads it once.
+TEST(ReduceMpi, ABadFileFailsOnEveryRankAndRankZeroReportsIt) {
   SharedTempDir dir;
   const auto missing = dir / "missing.h5";
   try {
-    sfc::reduce::summarize(missing, MPI_COMM_WORLD, {});
+    sfc::reduce::summarize(missing, world(), {});
     ADD_FAILURE() << "no error";
   } catch (const sfc::Error& e) {
+    EXPECT_EQ(mpi_rank(), 0) << e.what();
     EXPECT_NE(std::string(e.what()).find(missing.string() + ": no such file"), std::string::npos) << e.what();
+  } catch (const sfc::ExitStatus& e) {
+    EXPECT_NE(mpi_rank(), 0);
+    EXPECT_EQ(e.status, 1);
   }
 }
 

@@ -4,22 +4,24 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <string>
 
+#include "sfc/mpi/comm.h"
 #include "support/test_support.h"
 
 namespace sfc::test {
 
-inline int mpi_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
+// The world, through the project's MPI layer (valid inside run_mpi_tests).
+inline const mpi::Comm& world() {
+  static const mpi::Comm comm;
+  return comm;
 }
+
+inline int mpi_rank() { return world().rank(); }
 
 // One folder for all ranks: rank 0 makes it and sends its name; removed after every rank is done.
 class SharedTempDir {
@@ -27,13 +29,9 @@ class SharedTempDir {
   SharedTempDir() {
     std::string name;
     if (mpi_rank() == 0) name = dir_.emplace().path().string();
-    int length = static_cast<int>(name.size());
-    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    name.resize(length);
-    MPI_Bcast(name.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
-    path_ = name;
+    path_ = world().broadcast(name, 0);
   }
-  ~SharedTempDir() { MPI_Barrier(MPI_COMM_WORLD); }  // then rank 0's TempDir removes it
+  ~SharedTempDir() { world().barrier(); }  // then rank 0's TempDir removes it
   SharedTempDir(const SharedTempDir&) = delete;
   SharedTempDir& operator=(const SharedTempDir&) = delete;
   std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
@@ -57,7 +55,7 @@ class RankFailurePrinter : public testing::EmptyTestEventListener {
 };
 
 inline int run_mpi_tests(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  const mpi::Session session;
   testing::InitGoogleTest(&argc, argv);
   const int rank = mpi_rank();
   if (rank != 0) {
@@ -66,10 +64,7 @@ inline int run_mpi_tests(int argc, char** argv) {
     listeners.Append(new RankFailurePrinter(rank));
   }
   const int failed = RUN_ALL_TESTS();
-  int any = 0;
-  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return any;
+  return world().any(failed != 0) ? 1 : 0;
 }
 
 }  // namespace sfc::test

@@ -3,24 +3,24 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "sfc/app/shard_rows.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/output/batch_records.h"
+#include "sfc/schema/results_schema.h"
 
-namespace sfc::app {
+namespace sfc::output {
 namespace {
 
-namespace sc = output::schema;
+namespace sc = schema;
 
 TEST(ShardRows, SplitOverSiteGroupsAndMergedIsTheWholeBatch) {
   const int64_t B = 3, L = 5, T = 4, F = 6, k = 2;
-  dist::WorkPlanInput in;
+  job::WorkPlanInput in;
   in.n_batches = 2;
   in.n_layer = L;
   for (Site s : {Site::kResid, Site::kAttn})
     for (int64_t l = 0; l < L; ++l) in.nodes.push_back({s, l});
   in.world_size = 3;
   in.site_groups = 3;
-  const auto plan = dist::make_work_plan(in);
+  const auto plan = job::make_work_plan(in);
   output::ResultsLayout layout;
   layout.n_pairs = 6;
   layout.n_layer = L;
@@ -43,7 +43,7 @@ TEST(ShardRows, SplitOverSiteGroupsAndMergedIsTheWholeBatch) {
   whole.latent_sums[0].atp_seen = torch::rand({L, T}) > 0.2;
 
   // What each site group's rank would have: its own layers, NaN (or 0 in sums) elsewhere.
-  std::vector<dist::ShardRecord> records;
+  std::vector<job::ShardRecord> records;
   for (int g = 0; g < 3; ++g) {
     output::BatchRows mine = whole;
     for (auto& [path, block] : mine.blocks) {
@@ -81,4 +81,4 @@ TEST(ShardRows, SplitOverSiteGroupsAndMergedIsTheWholeBatch) {
 }
 
 }  // namespace
-}  // namespace sfc::app
+}  // namespace sfc::output

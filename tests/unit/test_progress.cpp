@@ -1,23 +1,23 @@
-// Progress text of `sfc run` (src/app/progress.cpp): rate and ETA from this process's own work,
-// durations, the log line and the bar, and when the reporter prints (times passed in, no clock).
+// Progress text of a job (src/job/progress.cpp), as `sfc run` prints it: rate and ETA from this
+// process's own work, durations, the log line and the bar, and when the reporter prints (no clock).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <sstream>
 #include <string>
 
-#include "sfc/app/progress.h"
+#include "sfc/job/progress.h"
 
 namespace {
 
-using sfc::app::format_duration;
-using sfc::app::format_rate;
-using sfc::app::progress_bar;
-using sfc::app::progress_eta;
-using sfc::app::progress_line;
-using sfc::app::progress_rate;
-using sfc::app::ProgressReporter;
-using sfc::app::ProgressState;
+using sfc::job::format_duration;
+using sfc::job::format_rate;
+using sfc::job::progress_bar;
+using sfc::job::progress_eta;
+using sfc::job::progress_line;
+using sfc::job::progress_rate;
+using sfc::job::ProgressReporter;
+using sfc::job::ProgressState;
 
 ProgressState state(int64_t done, int64_t total, double elapsed, int64_t at_start = 0) {
   ProgressState s;
@@ -27,6 +27,8 @@ ProgressState state(int64_t done, int64_t total, double elapsed, int64_t at_star
   s.batches_total = (total + 7) / 8;
   s.pairs_at_start = at_start;
   s.elapsed_s = elapsed;
+  s.label = "sfc run";  // as the job driver sets them for `sfc run`
+  s.unit = "pairs";
   return s;
 }
 

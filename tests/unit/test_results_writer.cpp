@@ -8,7 +8,7 @@
 
 #include "sfc/core/error.h"
 #include "sfc/h5/h5_file.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/schema/results_schema.h"
 #include "sfc/output/results_writer.h"
 #include "support/test_support.h"
 

@@ -7,10 +7,10 @@
 #include <fstream>
 
 #include "sfc/core/error.h"
-#include "sfc/dist/shard.h"
+#include "sfc/job/shard.h"
 #include "support/test_support.h"
 
-namespace sfc::dist {
+namespace sfc::job {
 namespace {
 
 namespace fs = std::filesystem;
@@ -141,4 +141,4 @@ TEST(Shard, ResumeWithoutAFileStartsEmpty) {
 }
 
 }  // namespace
-}  // namespace sfc::dist
+}  // namespace sfc::job

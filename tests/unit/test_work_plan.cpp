@@ -7,9 +7,9 @@
 #include <numeric>
 
 #include "sfc/core/error.h"
-#include "sfc/dist/work_plan.h"
+#include "sfc/job/work_plan.h"
 
-namespace sfc::dist {
+namespace sfc::job {
 namespace {
 
 WorkPlanInput input(int64_t n_batches, int64_t n_layer, std::vector<Site> sites, int world, int groups) {
@@ -118,4 +118,4 @@ TEST(WorkPlan, RefusesImpossibleLayouts) {
 }
 
 }  // namespace
-}  // namespace sfc::dist
+}  // namespace sfc::job

@@ -1,5 +1,5 @@
 // The configuration of `sfc run`: an INI file (`--config FILE`) whose sections mirror dotted flags,
-// plus `--section.key=value` overrides on the command line (STYLE.md §6: one struct per section,
+// plus `--section.key=value` overrides on the command line (docs/style.md §6: one struct per section,
 // each with add_options / validate / to_string). Parsing only: nothing here loads a model or a file
 // other than the INI itself. Relative paths in the file are relative to the working directory.
 #pragma once
@@ -107,7 +107,7 @@ struct OutputSection {
   engines::LatentOutput latent_output() const;
 };
 
-// [dist]: how `sfc run` splits work over MPI ranks and keeps it safe on disk (DESIGN.md §2).
+// [dist]: how `sfc run` splits work over MPI ranks and keeps it safe on disk (docs/design.md §2).
 struct DistSection {
   int site_groups = 1;      // G: ranks that share a data group's batches, each with part of the sites
   std::string shards;       // folder of per-rank shard files; empty = <output.path>.shards

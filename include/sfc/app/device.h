@@ -23,7 +23,7 @@ const char* dtype_name(c10::ScalarType dtype);  // "fp32", "bf16"
 // The rank of this process on its node, from OMPI_COMM_WORLD_LOCAL_RANK, else SLURM_LOCALID, else 0.
 int node_local_rank();
 
-// --device, --dtype, --threads (STYLE.md §6: add_options / validate / to_string).
+// --device, --dtype, --threads (docs/style.md §6: add_options / validate / to_string).
 struct RuntimeOptions {
   std::string device = "cpu";
   std::string dtype = "fp32";

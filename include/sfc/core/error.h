@@ -37,4 +37,20 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// A command line that cannot be understood (missing or conflicting flags). main exits with 2.
+class UsageError : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
+};
+
+// Ends a command with a status and no message of its own: thrown on the ranks of an MPI job whose
+// error rank 0 already reports, so a user reads it once.
+struct ExitStatus {
+  int status = 1;
+};
+
+// An exception's text as a user should read it: LibTorch's errors (c10::Error) carry a C++
+// backtrace after their message, which is cut here (text-based, so this stage needs no LibTorch).
+std::string error_message(const std::exception& e);
+
 }  // namespace sfc

@@ -1,19 +1,21 @@
 // Sum-reduction of fp64 buffers across ranks with NCCL, for the dataset-level latent sums when the
-// job runs on GPUs (DESIGN.md §2 "Distribution"). The MPI fallback lives with the communicator.
+// job runs on GPUs (docs/design.md §2 "Distribution"). The MPI fallback lives with the communicator.
 // Compiled only with SFC_WITH_NCCL; it cannot run on the CI machines (no GPU).
 #pragma once
 
-#include <mpi.h>
-
 #include <cstddef>
+
+namespace sfc::mpi {
+class Comm;
+}
 
 namespace sfc::gpu {
 
-// One NCCL communicator over all ranks of `comm`, bootstrapped through MPI (rank 0 makes the id).
+// One NCCL communicator over all ranks of `comm`, bootstrapped through the MPI layer (rank 0 makes the id).
 // Move-only; destroys the communicator and its stream.
 class NcclReducer {
  public:
-  NcclReducer(MPI_Comm comm, int cuda_device);
+  NcclReducer(const mpi::Comm& comm, int cuda_device);
   ~NcclReducer();
   NcclReducer(NcclReducer&& other) noexcept;
   NcclReducer& operator=(NcclReducer&&) = delete;

@@ -2,9 +2,9 @@
 // hyperslab reads and writes, string attributes, and crash-safe outputs (write `<out>.partial`,
 // rename on commit). Not a general HDF5 binding: only what the results files need.
 //
-// The only header of the project about HDF5, and it does not include <hdf5.h> (hid_t is int64_t since
-// HDF5 1.10; the .cpp checks that). Every HDF5 return code is checked in one place and turned into an
-// sfc::Error naming the HDF5 call, the file and the object (STYLE.md §7).
+// The only public header of the project about HDF5, and it does not include <hdf5.h> (hid_t is int64_t since
+// HDF5 1.10; src/h5 checks that). Every HDF5 return code is checked in one place and turned into an
+// sfc::Error naming the HDF5 call, the file and the object (docs/style.md §7).
 //
 // Two modes, chosen per file by FileOptions: serial (sec2 driver, no MPI needed, not even MPI_Init)
 // and MPI-IO (FileOptions::comm set), where every rank of the communicator opens the same file.
@@ -18,10 +18,8 @@
 //     each with its own (disjoint, for writes) hyperslab; a rank with nothing to do passes a zero
 //     count ("empty participation") instead of skipping the call.
 //   - File::io_stats/require_collective check afterwards that HDF5 really did collective I/O
-//     (STYLE.md §9): it silently falls back to independent I/O for some layouts and conversions.
+//     (docs/style.md §9): it silently falls back to independent I/O for some layouts and conversions.
 #pragma once
-
-#include <mpi.h>  // C API only: cmake/SfcDependencies.cmake defines OMPI_SKIP_MPICXX
 
 #include <cstdint>
 #include <filesystem>
@@ -30,6 +28,10 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace sfc::mpi {
+class Comm;
+}
 
 namespace sfc::h5 {
 
@@ -55,8 +57,8 @@ struct IoStats {
   std::string last_cause;  // why HDF5 did the last independent transfer independently
 };
 
-// What one file's groups and datasets share with it (name, MPI-IO mode, IoStats); defined in the
-// .cpp. Shared ownership keeps the counters valid for a Dataset that outlives its File.
+// What one file's groups and datasets share with it (name, MPI-IO mode, IoStats); defined in
+// src/h5/h5_detail.h. Shared ownership keeps the counters valid for a Dataset that outlives its File.
 struct FileContext;
 
 // Move-only owner of one hid_t and the H5?close function that frees it. Never closed by hand.
@@ -189,7 +191,7 @@ class Group {
 // How a file is opened. Default: serial. With a communicator: MPI-IO, all of its ranks take part in
 // every call listed at the top of this header; `comm` must stay valid while the file is open.
 struct FileOptions {
-  MPI_Comm comm = MPI_COMM_NULL;
+  const mpi::Comm* comm = nullptr;  // null: serial
   // Collective data transfers (H5FD_MPIO_COLLECTIVE); false = independent, for comparison and tests
   // (HDF5 then refuses writes to deflated datasets).
   bool collective = true;
@@ -245,8 +247,7 @@ class H5Output {
 
  private:
   std::filesystem::path final_, partial_;
-  MPI_Comm comm_ = MPI_COMM_NULL;  // from FileOptions; null in serial mode
-  int rank_ = 0;
+  const mpi::Comm* comm_ = nullptr;  // from FileOptions; null in serial mode
   std::optional<File> file_;
   bool committed_ = false;
 };

@@ -1,7 +1,7 @@
-// Progress of a long `sfc run` on rank 0: a redrawn bar on a terminal, one plain line every few
+// Progress of a long job (`sfc run`) on rank 0: a redrawn bar on a terminal, one plain line every few
 // seconds in a batch log. The text is a pure function of the counts and times (unit-tested); the
-// reporter only decides when to print. Not for other ranks, and not a timer (phases are timed in
-// run_command.cpp).
+// reporter only decides when to print. Not for other ranks, and not a timer (phases are timed by
+// the job driver, phase_times.h).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-namespace sfc::app {
+namespace sfc::job {
 
 // Where a run stands. Counts are of the whole run (all ranks), including work that earlier,
 // interrupted runs left in the shards; `*_at_start` is that resumed part, which this process did
@@ -19,6 +19,8 @@ struct ProgressState {
   int64_t batches_done = 0, batches_total = 0;
   int64_t pairs_at_start = 0;  // already done when this process started computing (--resume)
   double elapsed_s = 0;        // since this process started computing
+  std::string label = "sfc";   // the command, first on every line ("sfc run")
+  std::string unit = "items";  // what is counted ("pairs")
 };
 
 // Pairs per second computed by this process; nullopt before its first pair (or at elapsed 0).
@@ -75,4 +77,4 @@ class ProgressReporter {
 // shell; false for a batch log, a pipe, or a rank's output forwarded by mpirun.
 bool is_terminal(int fd);
 
-}  // namespace sfc::app
+}  // namespace sfc::job

@@ -1,5 +1,5 @@
 // A rank's shard: an append-only file of finished batches, so a killed run loses at most the batch in
-// flight (DESIGN.md §2 "Distribution"). Not HDF5: an HDF5 file killed mid-write can be unreadable as
+// flight (docs/design.md §2 "Distribution"). Not HDF5: an HDF5 file killed mid-write can be unreadable as
 // a whole, while an append-only log with a checksum per record loses only its torn tail.
 //
 // Layout: header  "SFCSHRD1" | u32 length | fingerprint (text) | u32 crc32(fingerprint)
@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-namespace sfc::dist {
+namespace sfc::job {
 
 // One finished batch: named CPU tensors (float32, float64, int32, int64 or bool).
 struct ShardRecord {
@@ -74,4 +74,4 @@ class ShardReader {
 // "<dir>/rank-00003.shard"
 std::filesystem::path shard_path(const std::filesystem::path& dir, int rank);
 
-}  // namespace sfc::dist
+}  // namespace sfc::job

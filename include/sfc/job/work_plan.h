@@ -1,4 +1,4 @@
-// Who computes what (DESIGN.md §2 "Distribution"): the world of W ranks is D data groups × G site
+// Who computes what (docs/design.md §2 "Distribution"): the world of W ranks is D data groups × G site
 // groups. Pair batches are dealt round-robin to the D data groups; the (site, layer) nodes are split
 // over the G ranks of every data group by cost (a node at layer l costs n_layer − l: IG and patching
 // resume there and run to the top). Rank r is data group r / G, site group r % G, so the G ranks that
@@ -12,7 +12,7 @@
 
 #include "sfc/core/site.h"
 
-namespace sfc::dist {
+namespace sfc::job {
 
 // One error node family: a site at a layer (its SAE, its IG and patching work).
 struct SiteLayer {
@@ -65,4 +65,4 @@ int64_t node_cost(const SiteLayer& node, int64_t n_layer);
 // group), so the most loaded group costs at most mean + the largest single node cost.
 WorkPlan make_work_plan(const WorkPlanInput& input);
 
-}  // namespace sfc::dist
+}  // namespace sfc::job

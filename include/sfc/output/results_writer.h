@@ -1,10 +1,10 @@
 // Writes the `sfc run` results file (names in results_schema.h): creates every dataset up front,
 // NaN/-1-filled, then writes each batch as hyperslabs of rows [first, first + B) and positions
-// [0, T_batch). Two steps, so a distributed run can keep the middle on disk: make_rows turns a
-// BatchResult into exactly the blocks the file gets (masked, top-k taken, in file types) plus the
-// batch's latent sums; write_rows puts them in the file. Memory grows with the batch and with the
-// latent sums (L, T, F) per site, never with the number of pairs. Knows nothing of the model or of
-// MPI; in a collective file every rank calls write_rows the same number of times.
+// [0, Tb). Two steps, so a distributed run can keep the middle on disk: make_rows turns a
+// BatchResult into exactly the blocks the file gets (masked, top-k taken by topk_by_abs, in file
+// types) plus the batch's latent sums; write_rows puts them in the file. Memory grows with the
+// batch and with the latent sums (L, T, F) per site, never with the number of pairs. Knows nothing
+// of the model or of MPI; in a collective file every rank calls write_rows the same number of times.
 #pragma once
 
 #include <torch/types.h>
@@ -19,7 +19,7 @@
 #include "sfc/data/pairs.h"
 #include "sfc/engines/engine_types.h"
 #include "sfc/h5/h5_file.h"
-#include "sfc/output/results_schema.h"
+#include "sfc/schema/results_schema.h"
 
 namespace sfc::output {
 
@@ -45,10 +45,10 @@ struct BatchRows {
   int64_t first = 0;   // first row
   int64_t n_rows = 0;  // B
   // Dataset path -> (B, ...) CPU contiguous block in the dataset's element type, covering the
-  // batch's rows and positions [0, T_batch). A dataset not listed keeps its fill value.
+  // batch's rows and positions [0, Tb). A dataset not listed keeps its fill value.
   std::map<std::string, torch::Tensor> blocks;
-  // Latent sums over the batch's pairs, per site: (L, T_batch, F) fp64 with NaN counted as 0, and
-  // (L, T_batch) bool "some pair had a value". Undefined when the site has none.
+  // Latent sums over the batch's pairs, per site: (L, Tb, F) fp64 with NaN counted as 0, and
+  // (L, Tb) bool "some pair had a value". Undefined when the site has none.
   struct LatentSum {
     torch::Tensor atp, ig, atp_seen, ig_seen;
   };

@@ -8,11 +8,14 @@
 // L layers, T positions, F latents, k top latents.
 #pragma once
 
-#include <mpi.h>  // C API only: cmake/SfcDependencies.cmake defines OMPI_SKIP_MPICXX
 
 #include <cstdint>
 #include <filesystem>
 #include <vector>
+
+namespace sfc::mpi {
+class Comm;
+}
 
 namespace sfc::reduce {
 
@@ -112,9 +115,10 @@ struct ReduceReport {
 // calls it with the same arguments). The file must be closed everywhere else. Every rank reads its
 // contiguous block of pairs read-only; rank 0 then reopens the file read-write, writes /summary
 // (overwriting an earlier pass's datasets, resizing the top-k ones to a new topk) and the CSV.
-// Returns on every rank after the file is written; a bad file or a failed write throws on every
-// rank; a failure on one rank in between aborts the job.
-ReduceReport summarize(const std::filesystem::path& file, MPI_Comm comm, const ReduceOptions& options = {});
+// Returns on every rank after the file is written. A bad file or a failed write throws on every
+// rank (mpi::vote: rank 0 the error, the others ExitStatus, so it is reported once); a failure on
+// one rank in between aborts the job.
+ReduceReport summarize(const std::filesystem::path& file, const mpi::Comm& comm, const ReduceOptions& options = {});
 
 // `<dir>/<stem>.summary.csv` for `<dir>/<stem>.h5`.
 std::filesystem::path summary_csv_path(const std::filesystem::path& file);

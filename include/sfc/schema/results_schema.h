@@ -1,5 +1,5 @@
 // Every name of the `sfc run` results file: groups, datasets, their dimensions and element types,
-// and attributes (STYLE.md §9). A contract with the plots and later passes: analysis/sfc_schema.py
+// and attributes (docs/style.md §9). A contract with the plots and later passes: analysis/sfc_schema.py
 // mirrors this header and docs/results-schema.md describes it; change all three together and bump
 // kSchemaVersion.
 //
@@ -12,7 +12,7 @@
 
 #include "sfc/core/site.h"
 
-namespace sfc::output::schema {
+namespace sfc::schema {
 
 inline constexpr const char* kSchemaVersion = "1";
 
@@ -169,4 +169,4 @@ inline constexpr const char* kAttrSummaryLeafRows = "leaf_rows";
 inline constexpr const char* kSummaryCsvSuffix = ".summary.csv";
 inline constexpr const char* kSummaryCsvColumns = "site,layer,position,quantity,statistic,value,n";
 
-}  // namespace sfc::output::schema
+}  // namespace sfc::schema
