@@ -234,21 +234,20 @@ void PatchSection::add_options(po::options_description& desc) {
       ("patch.max_rows", po::value(&max_rows)->default_value(max_rows), "interventions / IG steps stacked per forward");
 }
 
-engines::PatchPositions PatchSection::position_list() const {
-  engines::PatchPositions out;
+std::vector<int64_t> PatchSection::position_numbers() const {
+  std::vector<int64_t> out;
   if (trim(positions) == "all") return out;
-  out.all = false;
   for (const auto& item : split_list("patch.positions", positions)) {
     const int64_t p = parse_int("patch.positions", positions, item);
-    if (std::find(out.list.begin(), out.list.end(), p) != out.list.end())
+    if (std::find(out.begin(), out.end(), p) != out.end())
       throw ConfigError("patch.positions = '" + positions + "': position " + item + " given twice");
-    out.list.push_back(p);
+    out.push_back(p);
   }
   return out;
 }
 
 void PatchSection::validate() const {
-  position_list();
+  position_numbers();
   require_one_of("patch.mode", mode, {"per_position", "global", "both"});
   require_positive("patch.max_rows", max_rows);
 }
@@ -271,12 +270,6 @@ void OutputSection::validate(bool require_paths) const {
   if (require_paths) require_set("output.path", path);
   require_one_of("output.latents", latents, {"sum", "full", "none"});
   require_positive("output.topk", topk);
-}
-
-engines::LatentOutput OutputSection::latent_output() const {
-  if (latents == "full") return engines::LatentOutput::kFull;
-  if (latents == "none") return engines::LatentOutput::kNone;
-  return engines::LatentOutput::kSum;
 }
 
 std::string OutputSection::to_string() const {
@@ -341,19 +334,6 @@ std::string RunConfig::shard_fingerprint() const {
   o.path = "";
   return m.to_string() + sae.to_string() + data.to_string() + r + ig.to_string() + patch.to_string() +
          o.to_string() + "site_groups = " + std::to_string(dist.site_groups) + "\n";
-}
-
-engines::EngineOptions RunConfig::engine_options() const {
-  engines::EngineOptions options;
-  options.sites = sae.site_list();
-  options.layers = sae.layer_list();
-  options.ig_steps = ig.steps;
-  options.patch_positions = patch.position_list();
-  options.patch_per_position = patch.mode != "global";
-  options.patch_global = patch.mode != "per_position";
-  options.latents = output.latent_output() != engines::LatentOutput::kNone;
-  options.max_rows = patch.max_rows;
-  return options;
 }
 
 std::filesystem::path RunConfig::tokenizer_path() const {

@@ -1,23 +1,20 @@
-// The `sfc` executable: picks the command, and is the one place where errors are caught and printed
-// ("sfc: error: <message>", one line; exit 1, or 2 for a command line that cannot be understood).
+// The `sfc` executable: a front that needs neither LibTorch nor MPI. It prints the usage, and
+// answers `sfc run --help` and `sfc run --print-config` by parsing the config alone (loading
+// LibTorch and starting MPI took ~1.5 s, which --print-config and --help never needed). Every
+// command with work to do is handed to libsfc_commands.so, loaded from the executable's own folder.
+#include <dlfcn.h>
+#include <unistd.h>
 
-#include <boost/program_options/errors.hpp>
-#include <boost/program_options.hpp>
-#include <exception>
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "sfc/app/builtin_command.h"
-#include "sfc/app/cache_command.h"
-#include "sfc/app/command.h"
-#include "sfc/app/reduce_command.h"
-#include "sfc/app/run_command.h"
-#include "sfc/core/cpu_blas.h"
+#include "sfc/app/commands_entry.h"
+#include "sfc/app/config.h"
 #include "sfc/core/error.h"
-#include "sfc/text/tokenizer.h"
-
-namespace po = boost::program_options;
 
 namespace {
 
@@ -35,98 +32,60 @@ constexpr const char* kUsage =
     "  --version      print the version, and which BLAS runs CPU matmuls (with a hint when OpenBLAS\n"
     "                 picked kernels below what the CPU supports)\n";
 
-// `sfc tokenizer-train`: hidden (not in --help) — trains a small sentencepiece model with Gemma's
-// special ids, for tests and toy models. Real runs use the model's own tokenizer.model.
-int tokenizer_train_main(const sfc::app::CommandArgs& args) {
-  std::string corpus, prefix;
-  int vocab = 0;
-  po::options_description desc("sfc tokenizer-train: train a sentencepiece model (pad 0, eos 1, bos 2, unk 3)");
-  desc.add_options()
-      ("help,h", "show this help")
-      ("corpus", po::value(&corpus)->required(), "UTF-8 text, one sentence per line")
-      ("prefix", po::value(&prefix)->required(), "writes <prefix>.model")
-      ("vocab", po::value(&vocab)->required(), "vocabulary size (an upper bound on a small corpus)");
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args.args).options(desc).run(), vm);
-    if (vm.count("help")) {
-      std::cout << desc << "\n";
-      return 0;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw sfc::UsageError(std::string("sfc tokenizer-train: ") + e.what());
-  }
-  if (vocab < 5) throw sfc::UsageError("sfc tokenizer-train: --vocab must be >= 5");
-  sfc::text::train_sentencepiece(corpus, prefix, vocab);
+// This process's rank as the launcher tells it (Open MPI, MPICH/PMI, SLURM), without starting MPI:
+// under mpirun only rank 0 prints a help text or a config, as the MPI commands do.
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"})
+    if (const char* value = std::getenv(name)) return std::atoi(value);
   return 0;
 }
 
-// The command line as typed, shell-quoted where needed, for the output files' provenance.
-std::string join_command_line(int argc, char** argv) {
-  std::string line;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.empty() || arg.find_first_of(" \t\n'\"\\$;&|<>*?") != std::string::npos) {
-      std::string quoted = "'";
-      for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-      arg = quoted + "'";
-    }
-    line += (i ? " " : "") + arg;
+bool has_flag(const std::vector<std::string>& args, std::initializer_list<const char*> flags) {
+  return std::any_of(args.begin(), args.end(), [&](const std::string& a) {
+    return std::any_of(flags.begin(), flags.end(), [&](const char* f) { return a == f; });
+  });
+}
+
+// `sfc run --help` / `--print-config`: the config parsed and printed, nothing loaded.
+int print_run_config(const std::vector<std::string>& args) {
+  const bool speaks = launcher_rank() == 0;
+  try {
+    const auto parsed = sfc::app::parse_run_command_line(args);
+    if (speaks) std::cout << (parsed.help ? parsed.help_text + "\n" : parsed.config.to_string());
+    return 0;
+  } catch (const sfc::UsageError& e) {
+    return speaks ? sfc::app::report_error(e.what(), 2) : 2;
+  } catch (const std::exception& e) {
+    return speaks ? sfc::app::report_error(e.what(), 1) : 1;
   }
-  return line;
 }
 
-// Messages are printed on one line, whatever produced them.
-std::string one_line(std::string message) {
-  for (char& c : message)
-    if (c == '\n' || c == '\r') c = ' ';
-  while (!message.empty() && message.back() == ' ') message.pop_back();
-  return message;
-}
-
-int report(const std::string& message, int status) {
-  std::cerr << "sfc: error: " << one_line(message) << std::endl;
-  return status;
+// libsfc_commands.so next to this executable. RTLD_GLOBAL: `sfc --version` finds the BLAS that
+// LibTorch brought by looking its symbols up in the whole process.
+int run_command(int argc, char** argv) {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto library = (ec ? std::filesystem::path(argv[0]) : self).parent_path() / sfc::app::kCommandsLibrary;
+  void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_GLOBAL);
+  if (!handle) return sfc::app::report_error(std::string("cannot load the commands: ") + dlerror(), 1);
+  auto entry = reinterpret_cast<int (*)(int, char**)>(dlsym(handle, "sfc_commands_main"));
+  if (!entry) return sfc::app::report_error(library.string() + ": no sfc_commands_main (a mismatched build?)", 1);
+  return entry(argc, argv);  // not dlclose'd: LibTorch's static objects die with the process
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    if (argc < 2) {
-      std::cerr << kUsage;
-      return 2;
-    }
-    const std::string command = argv[1];
-    if (command == "--help" || command == "-h" || command == "help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (command == "--version") {
-      std::cout << "sfc " << sfc::version() << "\n";
-      const auto blas = sfc::detect_cpu_blas();
-      std::cout << "blas: " << blas.describe() << "\n";
-      if (!blas.hint().empty()) std::cout << "hint: " << blas.hint() << "\n";
-      return 0;
-    }
-    const sfc::app::CommandArgs args{std::vector<std::string>(argv + 2, argv + argc), join_command_line(argc, argv)};
-    if (command == "run") return sfc::app::run_main(args);
-    if (command == "cache") return sfc::app::cache_main(args);
-    if (command == "reduce") return sfc::app::reduce_main(args);
-    if (command == "builtin") return sfc::app::builtin_main(args);
-    if (command == "tokenizer-train") return tokenizer_train_main(args);
-    throw sfc::UsageError("unknown command '" + command + "' (see sfc --help)");
-  } catch (const sfc::ExitStatus& e) {
-    return e.status;
-  } catch (const sfc::UsageError& e) {
-    return report(e.what(), 2);
-  } catch (const po::error& e) {
-    return report(e.what(), 2);
-  } catch (const sfc::Error& e) {
-    return report(e.what(), 1);
-  } catch (const std::exception& e) {
-    // LibTorch's what() carries a C++ backtrace; error_message keeps what a user can act on.
-    return report(sfc::error_message(e), 1);
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
   }
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "run" && has_flag(args, {"--help", "-h", "--print-config"})) return print_run_config(args);
+  return run_command(argc, argv);
 }

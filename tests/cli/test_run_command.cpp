@@ -120,6 +120,24 @@ TEST(RunCommand, PrintConfigShowsOverrides) {
   expect_no_output(d.out);
 }
 
+// --print-config and --help are answered by the front alone: neither LibTorch nor MPI is loaded
+// (the dynamic loader lists every library it opens under LD_DEBUG=files), while a real command
+// loads libsfc_commands.so and LibTorch with it.
+TEST(RunCommand, PrintConfigAndHelpLoadNeitherLibTorchNorMpi) {
+  RunDir d;
+  for (const std::string flags : {" --print-config", " --help"}) {
+    const auto r = run("LD_DEBUG=files " + d.base() + flags, d.dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err.find("libtorch"), std::string::npos) << flags;
+    EXPECT_EQ(r.err.find("libmpi"), std::string::npos) << flags;
+    EXPECT_EQ(r.err.find("libsfc_commands"), std::string::npos) << flags;
+  }
+  const auto version = run("LD_DEBUG=files " + sfc("--version"), d.dir);
+  ASSERT_EQ(version.status, 0) << version.err;
+  EXPECT_NE(version.err.find("libsfc_commands.so"), std::string::npos);
+  EXPECT_NE(version.err.find("libtorch_cpu"), std::string::npos);
+}
+
 TEST(RunCommand, UnknownKeysAndBadValues) {
   RunDir d("", "[ig]\nsteps = 2\nstep_size = 3\n");
   auto r = run(d.base(), d.dir);

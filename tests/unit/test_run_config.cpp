@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "sfc/app/config.h"
+#include "sfc/engines/engine_types.h"
 #include "sfc/core/error.h"
 #include "support/test_support.h"
 

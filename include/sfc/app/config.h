@@ -11,11 +11,19 @@
 
 #include "sfc/app/command.h"
 #include "sfc/core/site.h"
-#include "sfc/engines/engine_types.h"
 
 namespace boost::program_options {
 class options_description;
 }  // namespace boost::program_options
+
+// The engines' option types (sfc/engines/engine_types.h). The few methods that return them are
+// compiled with the commands (src/app/config_engines.cpp), so that parsing a config, which is all
+// `sfc run --print-config` does, needs no LibTorch (src/app/main.cpp never loads it for that).
+namespace sfc::engines {
+struct PatchPositions;
+struct EngineOptions;
+enum class LatentOutput;
+}  // namespace sfc::engines
 
 namespace sfc::app {
 
@@ -91,7 +99,9 @@ struct PatchSection {
   void validate() const;
   std::string to_string() const;
 
-  engines::PatchPositions position_list() const;
+  // The positions as numbers; empty = all. Throws ConfigError for a bad list.
+  std::vector<int64_t> position_numbers() const;
+  engines::PatchPositions position_list() const;  // config_engines.cpp
 };
 
 // [output]
@@ -104,7 +114,7 @@ struct OutputSection {
   void validate(bool require_paths) const;
   std::string to_string() const;
 
-  engines::LatentOutput latent_output() const;
+  engines::LatentOutput latent_output() const;  // config_engines.cpp
 };
 
 // [dist]: how `sfc run` splits work over MPI ranks and keeps it safe on disk (docs/design.md §2).
@@ -136,7 +146,7 @@ struct RunConfig {
   // The resolved configuration as INI text; parsing it back gives the same RunConfig.
   std::string to_string() const;
 
-  // What the engines take from it (layers: empty = all).
+  // What the engines take from it (layers: empty = all); config_engines.cpp.
   engines::EngineOptions engine_options() const;
   std::filesystem::path tokenizer_path() const;  // model.tokenizer or its default
   std::filesystem::path shard_dir() const;       // dist.shards or <output.path>.shards
