@@ -164,7 +164,7 @@ void RunClient::load_own_work(const job::WorkPlan& plan, const job::RankWork& mi
   for (auto& per_site : saes_.sae) per_site.resize(mc.n_layer);
   for (const auto& node : mine.nodes)
     saes_.sae[static_cast<int>(node.site)][node.layer] = sae::load_sae(
-        locator.locate(node.site, node.layer), mc.site_width(node.site), model_->dtype(), model_->device());
+        locator.locate(node.site, node.layer), mc.site_width(node.site), torch::kFloat32, model_->device());
 
   options_ = config_.engine_options();
   options_.layers = layers_;

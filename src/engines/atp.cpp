@@ -33,11 +33,12 @@ void run_atp(const model::Gemma2Impl& model, const data::PairBatch& batch, const
   result.ld_patch = cache.ld_patch.to(torch::kCPU, torch::kFloat32);
   for (Site site : options.sites) {
     for (int64_t l : detail::selected_layers(options, L)) {
+      // All three in the compute dtype (fp32 for a bf16 model): see BatchCache.
       const auto& x = cache.at(cache.clean, site, l);        // (B, T, W)
       const auto& x_patch = cache.at(cache.patch, site, l);  // (B, T, W)
       const auto& g = cache.at(cache.grad, site, l);         // (B, T, W)
       if (site == Site::kResid) {  // raw residual stream, no SAE
-        auto m = pair_metrics(g.to(torch::kFloat32), (x_patch - x).to(torch::kFloat32));
+        auto m = pair_metrics(g, x_patch - x);
         detail::put_scores(result.resid_post.atp, l, m.atp, batch.valid);
         detail::put_scores(result.resid_post.delta_norm, l, m.delta_norm, batch.valid);
         detail::put_scores(result.resid_post.grad_norm, l, m.grad_norm, batch.valid);
@@ -45,10 +46,8 @@ void run_atp(const model::Gemma2Impl& model, const data::PairBatch& batch, const
       }
       if (!saes.has(site, l)) continue;
       const auto& sae = saes.at(site, l);
-      const auto dtype = sae.W_enc.scalar_type();
-      auto xs = x.to(dtype), xs_patch = x_patch.to(dtype), gs = g.to(dtype);
-      auto delta_error = sae.error(xs_patch) - sae.error(xs);  // (B, T, W)
-      auto m = pair_metrics(gs, delta_error);
+      auto delta_error = sae.error(x_patch) - sae.error(x);  // (B, T, W)
+      auto m = pair_metrics(g, delta_error);
       auto& e = result.error[static_cast<int>(site)];
       detail::put_scores(e.atp, l, m.atp, batch.valid);
       detail::put_scores(e.delta_norm, l, m.delta_norm, batch.valid);
@@ -56,8 +55,7 @@ void run_atp(const model::Gemma2Impl& model, const data::PairBatch& batch, const
       detail::put_scores(e.cos, l, m.cos, batch.valid);
       if (options.latents) {
         // ∂m/∂f_j = W_dec[j]·g (the SAE spliced with its error term changes no gradient).
-        auto grad_f = torch::matmul(gs, sae.W_dec.t());                  // (B, T, F)
-        auto latent_atp = grad_f * (sae.encode(xs_patch) - sae.encode(xs));  // (B, T, F)
+        auto latent_atp = sae.latent_grad(g) * (sae.encode(x_patch) - sae.encode(x));  // (B, T, F)
         detail::put_latents(result.latents[static_cast<int>(site)].atp, L, saes.max_width(site), l, latent_atp,
                             batch.valid);
       }

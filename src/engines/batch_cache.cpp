@@ -92,15 +92,19 @@ BatchCache run_clean_and_patch(const model::Gemma2Impl& model, const data::PairB
     torch::NoGradGuard no_grad;
     ld_patch = model::logit_diff(model, model.forward(batch.patch_ids, &patch), batch.answers);
   }
-  cache.ld_patch = ld_patch;
   cache.forward_s += watch.lap();
 
+  // Upcast once here (not per use): every engine computes on these in fp32 whatever the model's
+  // dtype, and writes into the model only the final activation, cast once.
+  const auto dtype = detail::compute_dtype(model);
+  cache.ld_clean = cache.ld_clean.to(dtype);
+  cache.ld_patch = ld_patch.to(dtype);
   for (Site site : options.sites)
     for (int64_t l : layers) {
       const int64_t i = l * kNumSites + static_cast<int>(site);
-      cache.clean[i] = clean.recorded(site, l);
-      cache.grad[i] = clean.gradient(site, l);
-      cache.patch[i] = patch.recorded(site, l);
+      cache.clean[i] = clean.recorded(site, l).to(dtype);
+      cache.grad[i] = clean.gradient(site, l).to(dtype);
+      cache.patch[i] = patch.recorded(site, l).to(dtype);
     }
   return cache;
 }

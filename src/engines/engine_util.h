@@ -9,9 +9,26 @@
 
 #include "sfc/data/pairs.h"
 #include "sfc/engines/engine_types.h"
+#include "sfc/model/gemma2.h"
 #include "sfc/model/metric.h"
+#include "sfc/model/sites.h"
 
 namespace sfc::engines::detail {
+
+// The dtype the engines compute in (docs/design.md §1, BatchCache): fp32 for an fp32, bf16 or fp16
+// model, fp64 for an fp64 one (finite-difference and fast-vs-slow tests).
+inline torch::Dtype compute_dtype(const model::Gemma2Impl& model) {
+  return torch::promote_types(model.dtype(), torch::kFloat32);
+}
+
+// Adds `delta` (B, S, W) in the compute dtype to the site's activation x in the compute dtype, and
+// casts the sum to the model's dtype once: (x + Δ) rounded once, not Δ rounded and then the sum.
+// Where Δ = 0 the activation comes back bit for bit (a bf16 value survives fp32 and back).
+inline void add_in_compute_dtype(model::SiteCalls& sites, Site site, int64_t layer, torch::Tensor delta) {
+  sites.transform(site, layer, [delta = std::move(delta)](const torch::Tensor& x) {
+    return (x.to(delta.scalar_type()) + delta).to(x.scalar_type());
+  });
+}
 
 // The layers the options ask for (all when empty), checked against the model.
 std::vector<int64_t> selected_layers(const EngineOptions& options, int64_t n_layer);

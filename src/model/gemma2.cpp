@@ -15,10 +15,6 @@
 namespace sfc::model {
 namespace {
 
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
-
 // c·tanh(x/c): Gemma-2's soft-cap of attention scores and final logits; c = 0 turns it off.
 torch::Tensor soft_cap(const torch::Tensor& x, double cap) {
   if (cap <= 0) return x;
@@ -95,8 +91,23 @@ torch::Tensor attend(const Gemma2Config& c, int64_t layer, const torch::Tensor& 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-RmsNormImpl::RmsNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::zeros({dim}));
+// torch::nn::Linear and Embedding allocate with torch::empty and then initialise in their
+// constructors (LibTorch 1.13 and 2.x alike); these do the same draws, or none under Init::kNone.
+LinearImpl::LinearImpl(int64_t in, int64_t out, const WeightOptions& options) {
+  weight = register_parameter("weight", torch::empty({out, in}, options.tensor));
+  if (options.init == Init::kTorchDefault) torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) const { return torch::linear(x, weight); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t n, int64_t dim, const WeightOptions& options) {
+  weight = register_parameter("weight", torch::empty({n, dim}, options.tensor));
+  if (options.init == Init::kTorchDefault) torch::nn::init::normal_(weight);
+}
+
+RmsNormImpl::RmsNormImpl(int64_t dim, double eps_, const WeightOptions& options) : eps(eps_) {
+  weight = register_parameter("weight", options.init == Init::kTorchDefault ? torch::zeros({dim}, options.tensor)
+                                                                             : torch::empty({dim}, options.tensor));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) const {
@@ -108,11 +119,11 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) const {
 }
 
 // ---------------------------------------------------------------------------------------------
-AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_) : config(c), layer(layer_) {
-  q_proj = register_module("q_proj", linear(c.d_model, c.n_head * c.head_dim));
-  k_proj = register_module("k_proj", linear(c.d_model, c.n_head_kv * c.head_dim));
-  v_proj = register_module("v_proj", linear(c.d_model, c.n_head_kv * c.head_dim));
-  o_proj = register_module("o_proj", linear(c.n_head * c.head_dim, c.d_model));
+AttentionImpl::AttentionImpl(const Gemma2Config& c, int64_t layer_, const WeightOptions& w) : config(c), layer(layer_) {
+  q_proj = register_module("q_proj", Linear(c.d_model, c.n_head * c.head_dim, w));
+  k_proj = register_module("k_proj", Linear(c.d_model, c.n_head_kv * c.head_dim, w));
+  v_proj = register_module("v_proj", Linear(c.d_model, c.n_head_kv * c.head_dim, w));
+  o_proj = register_module("o_proj", Linear(c.n_head * c.head_dim, c.d_model, w));
 }
 
 AttentionImpl::Qkv AttentionImpl::project(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
@@ -158,10 +169,10 @@ torch::Tensor AttentionImpl::forward_at(const torch::Tensor& h, const torch::Ten
 }
 
 // ---------------------------------------------------------------------------------------------
-MlpImpl::MlpImpl(const Gemma2Config& c) {
-  gate_proj = register_module("gate_proj", linear(c.d_model, c.d_mlp));
-  up_proj = register_module("up_proj", linear(c.d_model, c.d_mlp));
-  down_proj = register_module("down_proj", linear(c.d_mlp, c.d_model));
+MlpImpl::MlpImpl(const Gemma2Config& c, const WeightOptions& w) {
+  gate_proj = register_module("gate_proj", Linear(c.d_model, c.d_mlp, w));
+  up_proj = register_module("up_proj", Linear(c.d_model, c.d_mlp, w));
+  down_proj = register_module("down_proj", Linear(c.d_mlp, c.d_model, w));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& h) const {
@@ -171,13 +182,14 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& h) const {
 }
 
 // ---------------------------------------------------------------------------------------------
-DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_) : layer(layer_) {
-  input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.rms_eps));
-  self_attn = register_module("self_attn", Attention(c, layer_));
-  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.rms_eps));
-  pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps));
-  mlp = register_module("mlp", Mlp(c));
-  post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps));
+// Registration order fixes the order of the initial random draws (and of named_parameters()).
+DecoderLayerImpl::DecoderLayerImpl(const Gemma2Config& c, int64_t layer_, const WeightOptions& w) : layer(layer_) {
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.d_model, c.rms_eps, w));
+  self_attn = register_module("self_attn", Attention(c, layer_, w));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.d_model, c.rms_eps, w));
+  pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps, w));
+  mlp = register_module("mlp", Mlp(c, w));
+  post_feedforward_layernorm = register_module("post_feedforward_layernorm", RmsNorm(c.d_model, c.rms_eps, w));
 }
 
 torch::Tensor DecoderLayerImpl::attention_residual(const torch::Tensor& h, const torch::Tensor& attn_out) const {
@@ -217,19 +229,19 @@ torch::Tensor DecoderLayerImpl::forward_at(const torch::Tensor& h, const torch::
 }
 
 // ---------------------------------------------------------------------------------------------
-Gemma2Impl::Gemma2Impl(const Gemma2Config& c) : config_(c) {
-  embed_tokens_ = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.d_model));
+Gemma2Impl::Gemma2Impl(const Gemma2Config& c, const WeightOptions& w) : config_(c) {
+  embed_tokens_ = register_module("embed_tokens", Embedding(c.vocab_size, c.d_model, w));
   // Registered as "layers.<i>" through a ModuleList so names match the checkpoint; kept in a typed
   // vector too so the const forward can call them.
   auto list = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.n_layer; ++i) {
-    layers_.push_back(DecoderLayer(c, i));
+    layers_.push_back(DecoderLayer(c, i, w));
     list->push_back(layers_.back());
   }
-  norm_ = register_module("norm", RmsNorm(c.d_model, c.rms_eps));
-  // HF's inv_freq: 1 / θ^(2i/Dh), computed in fp32.
+  norm_ = register_module("norm", RmsNorm(c.d_model, c.rms_eps, w));
+  // HF's inv_freq: 1 / θ^(2i/Dh), computed in fp32 on the CPU (the same bits on every device).
   auto exponents = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
-  rope_inv_freq_ = register_buffer("rope_inv_freq", 1.0 / torch::pow(c.rope_theta, exponents));
+  rope_inv_freq_ = register_buffer("rope_inv_freq", (1.0 / torch::pow(c.rope_theta, exponents)).to(w.tensor.device()));
   for (auto& p : parameters()) p.set_requires_grad(false);
 }
 
@@ -325,8 +337,9 @@ Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options
   const auto config = Gemma2Config::from_json_file(dir / "config.json");
   if (options.dtype != torch::kFloat32 && options.dtype != torch::kBFloat16 && options.dtype != torch::kHalf)
     throw Error("model dtype must be fp32, bf16 or fp16");
-  Gemma2 model(config);
   io::Checkpoint checkpoint(dir);
+  // Built uninitialised, in the final dtype and device: every weight is written once, below.
+  Gemma2 model(config, WeightOptions{torch::TensorOptions().dtype(options.dtype).device(options.device), Init::kNone});
 
   std::vector<std::string> missing, wrong_shape;
   std::set<std::string> used;
@@ -343,16 +356,28 @@ Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options
       wrong_shape.push_back(name + " " + shape_str(shape) + " (expected " + shape_str(item.value().sizes().vec()) + ")");
       continue;
     }
-    item.value().set_data(checkpoint.load(name, options.dtype));
+    checkpoint.load_into(name, item.value());  // converted once, straight into the parameter
   }
   // Gemma-2 ties the unembedding to the embedding. A checkpoint may still carry lm_head.weight;
-  // accept it only if it really is the same matrix.
+  // accept it only if it really is the same matrix (in the model's dtype), compared piece by piece
+  // so that no second (V, D) matrix is ever held.
   if (checkpoint.contains("lm_head.weight") && !checkpoint.contains("model.lm_head.weight")) {
     used.insert("lm_head.weight");
-    auto lm_head = checkpoint.load("lm_head.weight", options.dtype);
-    if (!lm_head.equal(model->named_parameters()["embed_tokens.weight"]))
-      throw LoadError(checkpoint.file_of("lm_head.weight"),
-                      "lm_head.weight differs from model.embed_tokens.weight; Gemma-2 ties them");
+    const auto embedding = model->named_parameters()["embed_tokens.weight"];  // (V, D)
+    const bool embedding_loaded = checkpoint.contains("model.embed_tokens.weight") &&
+                                  c10::IntArrayRef(checkpoint.shape("model.embed_tokens.weight")) == embedding.sizes();
+    // Without a loaded embedding there is nothing to compare with; the report below names why.
+    if (embedding_loaded) {
+      bool same = c10::IntArrayRef(checkpoint.shape("lm_head.weight")) == embedding.sizes();
+      const auto flat = embedding.view({-1});  // (V·D)
+      if (same)
+        checkpoint.for_each_piece("lm_head.weight", [&](const torch::Tensor& piece, int64_t offset) {
+          if (same) same = piece.to(flat.device(), options.dtype).equal(flat.narrow(0, offset, piece.numel()));
+        });
+      if (!same)
+        throw LoadError(checkpoint.file_of("lm_head.weight"),
+                        "lm_head.weight differs from model.embed_tokens.weight; Gemma-2 ties them");
+    }
   }
   std::vector<std::string> unexpected;
   for (const auto& name : checkpoint.names())
@@ -372,7 +397,6 @@ Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options
     if (!unexpected.empty()) msg << " " << unexpected.size() << " unexpected [" << list(unexpected) << "]";
     throw LoadError(dir, msg.str());
   }
-  model->to(options.device);
   model->eval();
   return model;
 }

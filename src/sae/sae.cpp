@@ -112,20 +112,35 @@ JumpReluSae load_saelens(const fs::path& dir, int64_t expected_d_in, torch::Dtyp
 
 }  // namespace
 
+torch::Dtype JumpReluSae::compute_dtype(const torch::Tensor& x) const {
+  return torch::promote_types(torch::promote_types(x.scalar_type(), W_enc.scalar_type()), torch::kFloat32);
+}
+
+// Every .to(dtype) below is a no-op (no copy) when the SAE is held in fp32 and x is already fp32,
+// as the engines arrange; a bf16 input or a bf16-held SAE is upcast here rather than computed in bf16.
 torch::Tensor JumpReluSae::encode(const torch::Tensor& x) const {
   check_width(x, d_in(), "encode");
-  torch::Tensor pre = torch::matmul(x, W_enc) + b_enc;  // (..., F)
+  const auto dtype = compute_dtype(x);
+  torch::Tensor pre = torch::matmul(x.to(dtype), W_enc.to(dtype)) + b_enc.to(dtype);  // (..., F)
   // relu and the gate together: a latent fires only above both 0 and its threshold.
-  return torch::relu(pre) * (pre > threshold).to(pre.scalar_type());  // (..., F)
+  return torch::relu(pre) * (pre > threshold.to(dtype)).to(dtype);  // (..., F)
 }
 
 torch::Tensor JumpReluSae::decode(const torch::Tensor& f) const {
   check_width(f, d_sae(), "decode");
-  return torch::matmul(f, W_dec) + b_dec;  // (..., W)
+  const auto dtype = compute_dtype(f);
+  return torch::matmul(f.to(dtype), W_dec.to(dtype)) + b_dec.to(dtype);  // (..., W)
 }
 
 torch::Tensor JumpReluSae::error(const torch::Tensor& x) const {
-  return x - decode(encode(x));  // (..., W)
+  // e = x − x̂ cancels most of x (‖x‖ in the hundreds for Gemma-2, ‖e‖ a few): never in bf16.
+  return x.to(compute_dtype(x)) - decode(encode(x));  // (..., W)
+}
+
+torch::Tensor JumpReluSae::latent_grad(const torch::Tensor& g) const {
+  check_width(g, d_in(), "latent_grad");
+  const auto dtype = compute_dtype(g);
+  return torch::matmul(g.to(dtype), W_dec.to(dtype).t());  // (..., F)
 }
 
 JumpReluSae load_sae(const fs::path& file_or_dir, int64_t expected_d_in, torch::Dtype dtype, torch::Device device) {

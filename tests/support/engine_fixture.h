@@ -34,6 +34,18 @@ inline engines::SaeSet fixture_saes(const model::Gemma2Config& config) {
   return set;
 }
 
+// The same SAEs with every tensor cast to `dtype`: fp64 for exact arithmetic in tests, bf16 for the
+// arithmetic the engines did before issue #15 (SAEs held in a bf16 model's dtype).
+inline engines::SaeSet saes_as(const engines::SaeSet& saes, torch::Dtype dtype) {
+  engines::SaeSet out = saes;
+  for (auto& per_site : out.sae)
+    for (auto& s : per_site) {
+      if (!s.W_enc.defined()) continue;
+      for (auto* t : {&s.W_enc, &s.W_dec, &s.b_enc, &s.b_dec, &s.threshold}) *t = t->to(dtype);
+    }
+  return out;
+}
+
 // Random JumpReLU SAEs at every site (F latents), with thresholds that gate a good share of latents.
 inline engines::SaeSet random_saes(const model::Gemma2Config& config, int64_t n_latent, uint64_t seed,
                                    torch::Dtype dtype = torch::kFloat64) {

@@ -31,7 +31,9 @@ struct EngineOptions {
   bool patch_per_position = true;
   bool patch_global = true;
   bool latents = true;           // compute latent AtP/IG (B, L, T, F) as well
-  int64_t max_rows = 64;         // IG steps / patch interventions stacked into one forward, at most
+  // Rows stacked into one forward, at most: IG steps × pairs, or patch interventions plus one
+  // baseline row (nothing added) per pair they touch (patching: at least 2).
+  int64_t max_rows = 64;
 };
 
 // The SAEs a rank owns: sae[site][layer], undefined (d_in 0) where not loaded.

@@ -12,13 +12,16 @@
 namespace sfc::engines {
 
 // Clean/patch activations and clean gradients at every owned site, shared by the engines.
+// Numerics: the model may run in bf16, but what the engines compute from (LD, activations, gradients)
+// is upcast here once to the compute dtype (fp32; fp64 for an fp64 model) and every SAE product,
+// dot product and sum over α, positions and pairs runs in it (docs/design.md §1).
 struct BatchCache {
-  torch::Tensor ld_clean, ld_patch;  // (B)
-  // [layer * kNumSites + site] → (B, T, W); undefined where the site is not owned
+  torch::Tensor ld_clean, ld_patch;  // (B) compute dtype
+  // [layer * kNumSites + site] → (B, T, W) compute dtype; undefined where the site is not owned
   std::vector<torch::Tensor> clean, patch, grad;
-  // Residual stream of the clean run between layers, L + 1 entries of (B, T, D): resid_in[l] is the
-  // input of layer l (the embedding for l = 0, the output of layer l − 1 otherwise), resid_in[L]
-  // the last layer's output. Lets IG and patching resume at any layer.
+  // Residual stream of the clean run between layers, L + 1 entries of (B, T, D) in the model's
+  // dtype: resid_in[l] is the input of layer l (the embedding for l = 0, the output of layer l − 1
+  // otherwise), resid_in[L] the last layer's output. Lets IG and patching resume at any layer.
   std::vector<torch::Tensor> resid_in;
   // Keys and values of the clean run: patched and interpolated runs recompute only the positions
   // from the first changed one on and read the earlier ones from here.

@@ -31,12 +31,23 @@ class NpzFile {
   const NpyInfo& info(const std::string& name) const;  // throws LoadError if absent
   // Reads one array in its own dtype (f2/f4/f8, i1..i8, u1, b1; little-endian) as a contiguous
   // CPU tensor; Fortran-order arrays (Gemma Scope's W_enc/W_dec) are returned in C order.
-  // Big-endian or other dtypes fail at open; a short or corrupt member is a LoadError naming it.
+  // Big-endian or other dtypes fail at open; a short or corrupt member (CRC-32) is a LoadError
+  // naming it. Stored members are read with pread straight into the tensor, deflated ones via libzip.
   torch::Tensor load(const std::string& name) const;
 
  private:
+  // A stored (uncompressed) member: where its bytes start in the file, how many there are (the
+  // .npy header's npy_header of them, then the array), and their CRC-32 from the directory.
+  struct StoredMember {
+    uint64_t offset = 0, size = 0, npy_header = 0;
+    uint32_t crc = 0;
+  };
+  torch::Tensor read_stored(const std::string& name, const NpyInfo& known, const StoredMember& place) const;
+  torch::Tensor read_with_libzip(const std::string& name) const;  // deflated members, and any we do not place
+
   std::filesystem::path path_;
   std::map<std::string, NpyInfo> members_;
+  std::map<std::string, StoredMember> stored_;  // the members read without libzip
 };
 
 }  // namespace sfc::io

@@ -3,9 +3,8 @@
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+#include <torch/types.h>
 
 #include <filesystem>
 #include <vector>
@@ -14,6 +13,35 @@
 #include "sfc/model/sites.h"
 
 namespace sfc::model {
+
+// How a model's weights start out. kTorchDefault: as torch::nn::Linear (kaiming_uniform_(w, √5))
+// and torch::nn::Embedding (normal_) initialise them, with the same RNG draws in the same order, so
+// code that seeds, constructs and then redraws (the built-in trainer, tests/support/random_model.h)
+// gets the same bits as with those modules. kNone: torch::empty, for a loader that overwrites
+// every weight (no random draws, nothing written twice, no fp32 copy of a bf16 model).
+enum class Init { kTorchDefault, kNone };
+
+// Where and how the weights of a model under construction are allocated.
+struct WeightOptions {
+  torch::TensorOptions tensor;  // dtype and device of every weight (default fp32, CPU)
+  Init init = Init::kTorchDefault;
+};
+
+// A linear map without bias, y = x·Wᵀ; its one parameter is registered as "weight" (out, in), as
+// in torch::nn::Linear, so checkpoint names stay `…q_proj.weight`.
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in, int64_t out, const WeightOptions& options = {});
+  torch::Tensor forward(const torch::Tensor& x) const;  // (…, in) -> (…, out)
+  torch::Tensor weight;  // (out, in)
+};
+TORCH_MODULE(Linear);
+
+// A token embedding table, registered as "weight" (n, dim), as in torch::nn::Embedding.
+struct EmbeddingImpl : torch::nn::Module {
+  EmbeddingImpl(int64_t n, int64_t dim, const WeightOptions& options = {});
+  torch::Tensor weight;  // (V, D)
+};
+TORCH_MODULE(Embedding);
 
 // Gemma-2 RMSNorm: computed in fp32, scaled by (1 + weight), cast back to the input dtype.
 // Keys and values of every layer of one forward, (B, K, T, Dh) after RoPE. Attention is causal, so
@@ -35,7 +63,8 @@ struct KvPrefix {
 };
 
 struct RmsNormImpl : torch::nn::Module {
-  RmsNormImpl(int64_t dim, double eps);
+  // weight: zeros, (1 + 0) = identity (uninitialised under Init::kNone)
+  RmsNormImpl(int64_t dim, double eps, const WeightOptions& options = {});
   torch::Tensor forward(const torch::Tensor& x) const;  // (..., D) -> (..., D)
   torch::Tensor weight;  // (D)
   double eps;
@@ -43,7 +72,7 @@ struct RmsNormImpl : torch::nn::Module {
 TORCH_MODULE(RmsNorm);
 
 struct AttentionImpl : torch::nn::Module {
-  AttentionImpl(const Gemma2Config& config, int64_t layer);
+  AttentionImpl(const Gemma2Config& config, int64_t layer, const WeightOptions& options = {});
   // h: (B, S, D) for positions [offset, offset + S) (offset = 0 without a prefix); cos, sin: (S, Dh).
   // The site `attn` (input of o_proj) is called inside. Records this layer's keys and values into
   // `record` when given; reads positions < offset from `prefix` when given.
@@ -62,22 +91,22 @@ struct AttentionImpl : torch::nn::Module {
   Qkv project(const torch::Tensor& h, const torch::Tensor& cos, const torch::Tensor& sin,
               const torch::Tensor& at = {}) const;
   // weights (H·Dh, D), (K·Dh, D), (K·Dh, D), (D, H·Dh); no biases
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   Gemma2Config config;
   int64_t layer;
 };
 TORCH_MODULE(Attention);
 
 struct MlpImpl : torch::nn::Module {
-  explicit MlpImpl(const Gemma2Config& config);
+  explicit MlpImpl(const Gemma2Config& config, const WeightOptions& options = {});
   torch::Tensor forward(const torch::Tensor& h) const;  // (B, T, D) -> (B, T, D)
   // weights (M, D), (M, D), (D, M); no biases
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
 struct DecoderLayerImpl : torch::nn::Module {
-  DecoderLayerImpl(const Gemma2Config& config, int64_t layer);
+  DecoderLayerImpl(const Gemma2Config& config, int64_t layer, const WeightOptions& options = {});
   // h: (B, S, D) input of the layer -> output of the layer (the `resid` site).
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& cos, const torch::Tensor& sin, SiteCalls* sites,
                         KvCache* record = nullptr, const KvPrefix* prefix = nullptr) const;
@@ -108,7 +137,9 @@ struct ModelOptions {
 
 class Gemma2Impl : public torch::nn::Module {
  public:
-  explicit Gemma2Impl(const Gemma2Config& config);
+  // Weights in options.tensor's dtype and device; initialised as LibTorch's modules would (the
+  // default), or left uninitialised for load_gemma2 (Init::kNone). The rotary buffer is always fp32.
+  explicit Gemma2Impl(const Gemma2Config& config, const WeightOptions& options = {});
 
   const Gemma2Config& config() const { return config_; }
   torch::Dtype dtype() const { return embed_tokens_->weight.scalar_type(); }
@@ -152,7 +183,7 @@ class Gemma2Impl : public torch::nn::Module {
   // Registered under the checkpoint's names minus the leading "model." (embed_tokens.weight,
   // layers.{i}.self_attn.q_proj.weight, …, norm.weight), so loading is a name lookup.
   Gemma2Config config_;
-  torch::nn::Embedding embed_tokens_{nullptr};  // weight (V, D), also the unembedding (tied)
+  Embedding embed_tokens_{nullptr};             // weight (V, D), also the unembedding (tied)
   std::vector<DecoderLayer> layers_;            // L, each registered as "layers.<i>"
   RmsNorm norm_{nullptr};
   torch::Tensor rope_inv_freq_;                 // (Dh/2) fp32, a buffer, not a weight
@@ -162,6 +193,8 @@ TORCH_MODULE(Gemma2);
 // Reads config.json and the safetensors checkpoint of `dir`, binds every tensor by its Hugging Face
 // name, and reports all missing and unexpected keys in one LoadError. A checkpoint without
 // lm_head.weight uses the tied embedding; one with an lm_head that differs from it is refused.
+// The model is built uninitialised in options' dtype and device, and each checkpoint tensor is
+// converted once, straight into its parameter: the host peak is about the model in its dtype.
 Gemma2 load_gemma2(const std::filesystem::path& dir, const ModelOptions& options = {});
 
 }  // namespace sfc::model

@@ -25,9 +25,15 @@ struct JumpReluSae {
   int64_t d_in() const { return W_enc.size(0); }
   int64_t d_sae() const { return W_enc.size(1); }
 
+  // The arithmetic runs in compute_dtype(): fp32 at least, whatever the input's and the SAE's dtypes
+  // (a bf16 activation is upcast, never computed in bf16); fp64 when either is fp64. Results come
+  // back in that dtype.
   torch::Tensor encode(const torch::Tensor& x) const;  // (..., W) -> (..., F)
   torch::Tensor decode(const torch::Tensor& f) const;  // (..., F) -> (..., W)
   torch::Tensor error(const torch::Tensor& x) const;   // (..., W) -> (..., W)  x − decode(encode(x))
+  // g·W_decᵀ: the gradient at the latents (∂m/∂f_j = W_dec[j]·g) of a gradient g at the site.
+  torch::Tensor latent_grad(const torch::Tensor& g) const;  // (..., W) -> (..., F)
+  torch::Dtype compute_dtype(const torch::Tensor& x) const;  // promote(x, W_enc, fp32)
 };
 
 // Reads one SAE from a Gemma Scope `params.npz`, or from a SAELens folder (`cfg.json` +
